@@ -1,0 +1,185 @@
+//! The gateway's metrics, in a registry of its own (not the process-wide default one).
+//!
+//! Label handles are resolved per route when a config is loaded, not per request: a request
+//! touches a pre-resolved histogram and, for the common status codes, a counter resolved on
+//! first use, never a label hash map.
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    reloads: IntCounterVec,
+    access_log_dropped: IntCounter,
+}
+
+/// Status codes whose counters are resolved at load; others are looked up when they occur.
+const COMMON_STATUS: [u16; 20] = [
+    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 429, 431, 500, 502, 503, 504,
+    101,
+];
+
+/// One route's pre-resolved metric handles.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    name: String,
+    requests: IntCounterVec,
+    /// Resolved on first use, so unused status codes add no series.
+    common: Arc<[OnceLock<IntCounter>; COMMON_STATUS.len()]>,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        match COMMON_STATUS.iter().position(|s| *s == status) {
+            Some(i) => self.common[i]
+                .get_or_init(|| {
+                    self.requests
+                        .with_label_values(&[self.name.as_str(), &status.to_string()])
+                })
+                .inc(),
+            None => self
+                .requests
+                .with_label_values(&[self.name.as_str(), &status.to_string()])
+                .inc(),
+        }
+    }
+}
+
+impl Metrics {
+    #[allow(clippy::expect_used)] // metric definitions are constants: a failure is a bug here
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests answered, by route and status",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_request_duration_seconds",
+                "Time from request headers to the end of the response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "tollgate_config_reloads_total",
+                "Config reloads, by result (ok or error)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let access_log_dropped = IntCounter::new(
+            "tollgate_access_log_dropped_total",
+            "Access-log lines dropped because the writer could not keep up",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(reloads.clone()),
+            Box::new(access_log_dropped.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Both results exist from the start, so a dashboard sees 0 rather than no series.
+        reloads.with_label_values(&["ok"]);
+        reloads.with_label_values(&["error"]);
+        Metrics {
+            registry,
+            requests,
+            duration,
+            reloads,
+            access_log_dropped,
+        }
+    }
+
+    /// Handles for one route (or `(none)` for requests that matched no route).
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.to_owned(),
+            requests: self.requests.clone(),
+            common: Arc::new(std::array::from_fn(|_| OnceLock::new())),
+            duration: self.duration.with_label_values(&[name]),
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_count_by_status() {
+        let m = Metrics::new();
+        let r = m.route("users");
+        r.observe(200, 0.01);
+        r.observe(200, 0.02);
+        r.observe(418, 0.001);
+        m.reload(true);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"tollgate_requests_total{route="users",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_requests_total{route="users",status="418"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_request_duration_seconds_count{route="users"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_config_reloads_total{result="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_config_reloads_total{result="error"} 0"#),
+            "{text}"
+        );
+    }
+}
