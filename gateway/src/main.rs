@@ -1,1 +1,88 @@
-fn main() {}
+//! `tollgate`: the CLI. `run` serves a config; `validate` checks one.
+#![deny(clippy::unwrap_used)]
+
+mod access_log;
+mod admin;
+mod denial;
+mod forwarded;
+mod gate;
+mod proxy;
+mod reload;
+mod route;
+mod server;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An API gateway on Pingora: route, authenticate, authorize, rate-limit, forward"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Run {
+        #[arg(short, long, default_value = "config/tollgate.yaml")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running tollgate (SIGQUIT graceful upgrade).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Check a config file fully; exit 0 if it is valid, 1 if not.
+    Validate {
+        #[arg(short, long, default_value = "config/tollgate.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Run { config, upgrade } => {
+            init_tracing();
+            server::run(config, upgrade)
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    let metrics = tollgate_admin::Metrics::new();
+    let checked = tollgate_config::load(path)
+        .and_then(|loaded| gate::Gate::build(&loaded, &metrics).map(|gate| (loaded, gate)));
+    match checked {
+        Ok((loaded, gate)) => {
+            println!(
+                "ok: {} is valid ({} routes, {} upstreams)",
+                path.display(),
+                gate.routes.len(),
+                loaded.file.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("{problems}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}

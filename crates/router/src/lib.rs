@@ -115,7 +115,7 @@ impl Router {
         });
         router
             .wildcard
-            .sort_by(|(a, _), (b, _)| b.literal_len().cmp(&a.literal_len()));
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.literal_len()));
         if errors.is_empty() {
             Ok(router)
         } else {

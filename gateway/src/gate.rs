@@ -1,0 +1,313 @@
+//! The `Gate`: everything one config compiles into (router, routes, upstream pools, header
+//! rules), built once at load and swapped whole on reload. A request holds the `Arc<Gate>` it
+//! started with until it ends.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use ipnet::IpNet;
+use tollgate_admin::{Metrics, RouteMetrics};
+use tollgate_config::{AuthMode, Loaded, Problems, Report};
+use tollgate_router::{BuildError, RouteSpec, Router};
+
+use crate::upstream::Upstream;
+
+/// The default limit on request headers: the contract asks for at least 16 KiB.
+const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
+
+pub struct Gate {
+    pub router: Router,
+    pub routes: Vec<Route>,
+    /// Every header named in any `forward_headers`: removed from every request, so that a
+    /// client can never forge an identity header.
+    pub identity_headers: Vec<HeaderName>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_header_bytes: u64,
+    /// Metrics for requests that matched no route.
+    pub unmatched: RouteMetrics,
+}
+
+pub struct Route {
+    pub name: String,
+    pub upstream: Arc<Upstream>,
+    pub auth: AuthMode,
+    pub rewrite: Rewrite,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_body: Option<u64>,
+    pub metrics: RouteMetrics,
+}
+
+#[derive(Default)]
+pub struct Rewrite {
+    pub strip_prefix: Option<String>,
+    pub prefix: Option<String>,
+    pub host: Option<String>,
+}
+
+impl Rewrite {
+    /// The upstream path for a normalised request path.
+    pub fn path<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
+        let mut out = std::borrow::Cow::Borrowed(path);
+        if let Some(strip) = &self.strip_prefix {
+            if let Some(rest) = path.strip_prefix(strip.as_str()) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    out = if rest.is_empty() {
+                        "/".into()
+                    } else {
+                        rest.into()
+                    };
+                }
+            }
+        }
+        if let Some(prefix) = &self.prefix {
+            out = format!("{}{}", prefix.trim_end_matches('/'), out).into();
+        }
+        out
+    }
+}
+
+impl Gate {
+    /// Compiles a checked config. Every problem names its YAML path and line.
+    pub fn build(loaded: &Loaded, metrics: &Metrics) -> Result<Gate, Problems> {
+        let mut report = loaded.report();
+        let file = &loaded.file;
+        not_built_yet(loaded, &mut report);
+
+        let mut upstreams = BTreeMap::new();
+        for (name, config) in &file.upstreams {
+            match Upstream::build(name, config) {
+                Ok(u) => {
+                    upstreams.insert(name.as_str(), Arc::new(u));
+                }
+                Err(e) => report.error(format!("upstreams.{name}.targets"), e),
+            }
+        }
+
+        let specs: Vec<RouteSpec<'_>> = file
+            .routes
+            .iter()
+            .map(|r| RouteSpec {
+                path: &r.matches.path,
+                host: r.matches.host.as_deref(),
+                methods: r
+                    .matches
+                    .methods
+                    .as_ref()
+                    .map(|ms| ms.iter().map(|m| m.to_ascii_uppercase()).collect()),
+            })
+            .collect();
+        let router = match Router::build(&specs) {
+            Ok(router) => Some(router),
+            Err(errors) => {
+                for e in errors {
+                    match e {
+                        BuildError::Path { route, message } => {
+                            report.error(format!("routes[{route}].match.path"), message)
+                        }
+                        BuildError::Host { route, message } => {
+                            report.error(format!("routes[{route}].match.host"), message)
+                        }
+                        BuildError::Ambiguous { route, other } => report.error(
+                            format!("routes[{route}].match"),
+                            format!(
+                                "ambiguous: route {:?} has the same host, path and an overlapping method",
+                                file.routes[other].name.as_str()
+                            ),
+                        ),
+                    }
+                }
+                None
+            }
+        };
+
+        let mut routes = Vec::with_capacity(file.routes.len());
+        for (i, r) in file.routes.iter().enumerate() {
+            let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
+                continue; // reported by the config check or the pool build
+            };
+            let rewrite = r.rewrite.as_ref().map(|rw| Rewrite {
+                strip_prefix: rw.strip_prefix.as_ref().map(|s| s.to_string()),
+                prefix: rw.prefix.as_ref().map(|s| s.to_string()),
+                host: rw.host.as_ref().map(|s| s.to_string()),
+            });
+            if let Some(rw) = &rewrite {
+                for (key, value) in [("strip_prefix", &rw.strip_prefix), ("prefix", &rw.prefix)] {
+                    if let Some(v) = value {
+                        if !v.starts_with('/') || tollgate_router::normalize(v).is_err() {
+                            report.error(
+                                format!("routes[{i}].rewrite.{key}"),
+                                format!("expected a path starting with /, got {v:?}"),
+                            );
+                        }
+                    }
+                }
+                if let Some(host) = &rw.host {
+                    if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
+                        report.error(
+                            format!("routes[{i}].rewrite.host"),
+                            format!("not a valid host: {host:?}"),
+                        );
+                    }
+                }
+            }
+            let timeouts = r.timeouts.unwrap_or_default();
+            routes.push(Route {
+                name: r.name.to_string(),
+                upstream: upstream.clone(),
+                auth: r.auth,
+                rewrite: rewrite.unwrap_or_default(),
+                connect_timeout: timeouts.connect.map_or(upstream.connect_timeout, |d| d.0),
+                read_timeout: timeouts.read.map_or(upstream.read_timeout, |d| d.0),
+                max_body: r.max_body.map(|s| s.0),
+                metrics: metrics.route(&r.name),
+            });
+        }
+
+        let identity_headers = identity_headers(loaded, &mut report);
+        let trusted_proxies = file
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|t| {
+                t.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| t.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+            })
+            .collect();
+        let max_header_bytes = file
+            .server
+            .max_header_bytes
+            .map_or(DEFAULT_MAX_HEADER_BYTES, |s| s.0);
+        if max_header_bytes < 1024 {
+            report.error("server.max_header_bytes", "must be at least 1KiB");
+        }
+
+        let gate = router.map(|router| Gate {
+            router,
+            routes,
+            identity_headers,
+            trusted_proxies,
+            max_header_bytes,
+            unmatched: metrics.route("(none)"),
+        });
+        match (report.finish(()), gate) {
+            (Ok(()), Some(gate)) => Ok(gate),
+            (Err(problems), _) => Err(problems),
+            (Ok(()), None) => Err(Problems::one("routes", "routes could not be built")),
+        }
+    }
+}
+
+fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName> {
+    let file = &loaded.file;
+    let mut names = HashSet::new();
+    let route_headers = file
+        .routes
+        .iter()
+        .filter_map(|r| r.forward_headers.as_ref())
+        .flat_map(|h| h.keys());
+    for name in file.forward_headers.keys().chain(route_headers) {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => {
+                names.insert(h);
+            }
+            Err(_) => report.error(
+                "forward_headers",
+                format!("not a valid header name: {name:?}"),
+            ),
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Sections of the contract that later stages implement. Until a stage exists its section is
+/// refused by `validate` and `run`: accepting it and doing nothing would let requests through
+/// that the config means to stop.
+fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
+    const LATER: &str = "is not supported by this build of tollgate yet";
+    let file = &loaded.file;
+    if !file.auth.providers.is_empty() {
+        report.error(
+            "auth.providers",
+            format!("authentication providers {LATER}"),
+        );
+    }
+    if file.auth.api_keys.is_some() {
+        report.error("auth.api_keys", format!("API keys {LATER}"));
+    }
+    if !file.rate_limits.is_empty() {
+        report.error("rate_limits", format!("rate limiting {LATER}"));
+    }
+    if file.redis.is_some() {
+        report.error("redis", format!("the redis backend {LATER}"));
+    }
+    if file.listen.https.is_some() {
+        report.error("listen.https", format!("TLS listeners {LATER}"));
+    }
+    if file.listen.h2c {
+        report.error("listen.h2c", format!("cleartext HTTP/2 {LATER}"));
+    }
+    for (name, u) in &file.upstreams {
+        if u.protocol != tollgate_config::Protocol::Http1 {
+            report.error(
+                format!("upstreams.{name}.protocol"),
+                format!("HTTP/2 upstreams {LATER}"),
+            );
+        }
+        if u.tls.is_some() {
+            report.error(
+                format!("upstreams.{name}.tls"),
+                format!("TLS to upstreams {LATER}"),
+            );
+        }
+        if u.health_check.is_some() {
+            report.error(
+                format!("upstreams.{name}.health_check"),
+                format!("active health checks {LATER}"),
+            );
+        }
+    }
+    for (i, r) in file.routes.iter().enumerate() {
+        if r.allow.is_some() {
+            report.error(
+                format!("routes[{i}].allow"),
+                format!("authorization rules {LATER}"),
+            );
+        }
+        if r.retries.is_some() {
+            report.error(format!("routes[{i}].retries"), format!("retries {LATER}"));
+        }
+        if r.cors.is_some() {
+            report.error(format!("routes[{i}].cors"), format!("CORS {LATER}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(strip: Option<&str>, prefix: Option<&str>) -> Rewrite {
+        Rewrite {
+            strip_prefix: strip.map(str::to_owned),
+            prefix: prefix.map(str::to_owned),
+            host: None,
+        }
+    }
+
+    #[test]
+    fn rewrite_strips_and_prefixes_whole_segments() {
+        assert_eq!(rw(Some("/api"), None).path("/api/users"), "/users");
+        assert_eq!(rw(Some("/api"), None).path("/api"), "/");
+        assert_eq!(rw(Some("/api"), None).path("/apix/users"), "/apix/users");
+        assert_eq!(
+            rw(Some("/api"), Some("/v2")).path("/api/users"),
+            "/v2/users"
+        );
+        assert_eq!(rw(None, Some("/v2/")).path("/users"), "/v2/users");
+        assert_eq!(rw(None, None).path("/users"), "/users");
+    }
+}

@@ -1,0 +1,314 @@
+//! The request pipeline inside Pingora's `ProxyHttp` phases:
+//! route → authenticate → authorize → rate-limit → forward.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use tollgate_config::AuthMode;
+
+use crate::access_log::{AccessLog, Entry};
+use crate::denial::Denial;
+use crate::forwarded::forwarded;
+use crate::gate::{Gate, Route};
+use crate::route::route;
+
+/// Idle HTTP/1.1 keep-alive connections are closed after this; Pingora's default keeps them
+/// forever.
+const KEEPALIVE_IDLE_SECS: u64 = 60;
+
+pub struct Gateway {
+    pub gate: Arc<ArcSwap<Gate>>,
+    pub access_log: Arc<AccessLog>,
+}
+
+/// What one request carries from phase to phase.
+pub struct RequestCtx {
+    /// The config this request started with: a reload never changes it mid-request.
+    gate: Arc<Gate>,
+    started: Instant,
+    request_id: String,
+    grpc: bool,
+    route: Option<usize>,
+    upstream_uri: Option<String>,
+    client: IpAddr,
+    forwarded_for: String,
+    trusted_peer: bool,
+    /// Status of an answer the gateway made itself.
+    denied: Option<u16>,
+    body_bytes: u64,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<&Route> {
+        self.route.map(|i| &self.gate.routes[i])
+    }
+}
+
+impl Gateway {
+    /// Stages in contract order. A refusal from any stage is a [`Denial`].
+    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Denial> {
+        let gate = ctx.gate.clone();
+        let req = session.req_header();
+
+        // 1. Route: 400 / 404 / 405 / 431.
+        let routed = route(&gate, req)?;
+        let route = &gate.routes[routed.route];
+        ctx.route = Some(routed.route);
+        ctx.upstream_uri = routed.upstream_uri;
+
+        // 2-4. Authenticate, authorize, rate-limit: config validation refuses every route that
+        // would need them until those stages exist, so only `auth: none` routes reach here.
+        debug_assert_eq!(route.auth, AuthMode::None);
+
+        // 5. Forward: checks on what is sent upstream.
+        if let Some(max) = route.max_body {
+            if content_length(req).is_some_and(|n| n > max) {
+                return Err(
+                    Denial::new(413, "payload_too_large", "request body is too large").closing(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            gate: self.gate.load_full(),
+            started: Instant::now(),
+            request_id: String::new(),
+            grpc: false,
+            route: None,
+            upstream_uri: None,
+            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            forwarded_for: String::new(),
+            trusted_peer: false,
+            denied: None,
+            body_bytes: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
+        let req = session.req_header();
+        ctx.request_id = request_id(req);
+        ctx.grpc = is_grpc(req);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let xff = session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let fwd = forwarded(peer, xff, &ctx.gate.trusted_proxies);
+        ctx.client = fwd.client;
+        ctx.forwarded_for = fwd.header;
+        ctx.trusted_peer = fwd.trusted_peer;
+
+        match self.admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(denial) => {
+                ctx.denied = Some(denial.status);
+                denial.render(session, &ctx.request_id, ctx.grpc).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Bodies without Content-Length (chunked) are counted as they stream.
+        if let (Some(chunk), Some(max)) = (body.as_ref(), ctx.route().and_then(|r| r.max_body)) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body is too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route() else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen");
+        };
+        let key = match ctx.client {
+            IpAddr::V4(ip) => ip.octets().to_vec(),
+            IpAddr::V6(ip) => ip.octets().to_vec(),
+        };
+        let Some(backend) = route.upstream.select(&key) else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no upstream target available");
+        };
+        Ok(Box::new(crate::upstream::Upstream::peer(
+            &backend,
+            route.connect_timeout,
+            route.read_timeout,
+        )))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for name in &ctx.gate.identity_headers {
+            upstream.remove_header(name);
+        }
+        if let Some(uri) = ctx.upstream_uri.take() {
+            let uri = uri
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
+            upstream.set_uri(uri);
+        }
+        if let Some(host) = ctx.route().and_then(|r| r.rewrite.host.as_deref()) {
+            upstream.insert_header(http::header::HOST, host)?;
+        }
+        upstream.insert_header("x-forwarded-for", ctx.forwarded_for.as_str())?;
+        if !ctx.trusted_peer || upstream.headers.get("x-forwarded-proto").is_none() {
+            upstream.insert_header("x-forwarded-proto", "http")?;
+        }
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let denial = match e.etype() {
+            ErrorType::HTTPStatus(413) => {
+                Some(Denial::new(413, "payload_too_large", "request body is too large").closing())
+            }
+            ErrorType::HTTPStatus(503) => Some(Denial::no_upstream()),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Some(Denial::gateway_timeout())
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => Some(Denial::bad_gateway()),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        None
+                    }
+                    _ => Some(Denial::bad_request("the request could not be read").closing()),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => Some(Denial::new(
+                    500,
+                    "internal_error",
+                    "the gateway failed to handle the request",
+                )),
+            },
+        };
+        let code = match denial {
+            Some(denial) if session.response_written().is_none() => {
+                ctx.denied = Some(denial.status);
+                if let Err(write) = denial.render(session, &ctx.request_id, ctx.grpc).await {
+                    tracing::debug!("could not write error response: {write}");
+                }
+                denial.status
+            }
+            Some(denial) => denial.status,
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.denied)
+            .unwrap_or(0);
+        let elapsed = ctx.started.elapsed();
+        let route = ctx.route();
+        route
+            .map_or(&ctx.gate.unmatched, |r| &r.metrics)
+            .observe(status, elapsed.as_secs_f64());
+        let req = session.req_header();
+        self.access_log.log(Entry {
+            ts: SystemTime::now(),
+            method: req.method.to_string(),
+            path: req.uri.path().to_owned(),
+            status,
+            route: route.map(|r| r.name.clone()),
+            upstream: route.map(|r| r.upstream.name.clone()),
+            provider: None,
+            subject: None,
+            tier: None,
+            auth: route.map(|r| match r.auth {
+                AuthMode::None => "none",
+                AuthMode::Optional | AuthMode::Required => "anonymous",
+            }),
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+            request_id: std::mem::take(&mut ctx.request_id),
+        });
+    }
+}
+
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn is_grpc(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The client's `X-Request-Id` if it is sane (1-128 visible characters of a safe set), else a
+/// new UUID.
+fn request_id(req: &RequestHeader) -> String {
+    if let Some(id) = req.headers.get("x-request-id") {
+        let bytes = id.as_bytes();
+        let sane = !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b));
+        if sane {
+            if let Ok(s) = id.to_str() {
+                return s.to_owned();
+            }
+        }
+    }
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,79 @@
+//! Stage one: where does the request go? Checks the request head, normalises the path and
+//! finds the route (400 / 404 / 405 / 431 otherwise).
+
+use std::borrow::Cow;
+
+use pingora::http::RequestHeader;
+use tollgate_router::{host_of, normalize, Lookup};
+
+use crate::denial::Denial;
+use crate::gate::Gate;
+
+/// A request that found its route.
+pub struct Routed {
+    pub route: usize,
+    /// Path and query to send upstream, when it differs from what the client sent.
+    pub upstream_uri: Option<String>,
+}
+
+pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
+    header_size(gate, req)?;
+    let host = request_host(req)?;
+    let path = normalize(req.uri.path()).map_err(|e| Denial::bad_request(e.to_string()))?;
+    let method = req.method.as_str();
+    let found = match gate.router.find(host.as_deref(), &path, method) {
+        Lookup::Found(found) => found,
+        Lookup::MethodNotAllowed { allow } => return Err(Denial::method_not_allowed(allow)),
+        Lookup::NotFound => return Err(Denial::not_found()),
+    };
+    let route = &gate.routes[found.route];
+    let upstream_path = route.rewrite.path(&path);
+    let upstream_uri = match (&upstream_path, req.uri.path()) {
+        (Cow::Borrowed(p), raw) if *p == raw => None,
+        (p, _) => Some(match req.uri.query() {
+            Some(q) => format!("{p}?{q}"),
+            None => p.to_string(),
+        }),
+    };
+    Ok(Routed {
+        route: found.route,
+        upstream_uri,
+    })
+}
+
+/// The host to route on: `Host` (HTTP/1.1) or the URI's authority (HTTP/2, absolute-form).
+/// Two different `Host` headers are refused: which one an upstream believes is a guess.
+fn request_host(req: &RequestHeader) -> Result<Option<String>, Denial> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Denial::bad_request("more than one Host header"));
+    }
+    if let Some(authority) = req.uri.authority() {
+        return Ok(Some(host_of(authority.as_str())));
+    }
+    match header.map(|h| h.to_str()) {
+        Some(Ok(h)) if !h.is_empty() => Ok(Some(host_of(h))),
+        Some(Ok(_)) | None => Ok(None),
+        Some(Err(_)) => Err(Denial::bad_request("Host header is not ASCII")),
+    }
+}
+
+/// `server.max_header_bytes`: Pingora's own limit is 1 MiB (and answers 400 unlogged); ours is
+/// smaller and answers 431 (RFC 6585 §5), and the connection is closed.
+fn header_size(gate: &Gate, req: &RequestHeader) -> Result<(), Denial> {
+    let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    let mut total = req.method.as_str().len() + target + 12;
+    for (name, value) in req.headers.iter() {
+        total += name.as_str().len() + value.len() + 4;
+    }
+    if total as u64 > gate.max_header_bytes {
+        return Err(Denial::new(
+            431,
+            "request_header_fields_too_large",
+            "request headers are too large",
+        )
+        .closing());
+    }
+    Ok(())
+}

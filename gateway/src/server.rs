@@ -1,0 +1,96 @@
+//! `tollgate run`: load the config, build the first `Gate`, and serve it with Pingora.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
+use tollgate_admin::Metrics;
+
+use crate::access_log::AccessLog;
+use crate::admin::AdminApp;
+use crate::gate::Gate;
+use crate::proxy::Gateway;
+use crate::reload::Reloader;
+
+const DEFAULT_HTTP: &str = "0.0.0.0:8080";
+const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
+    let metrics = Arc::new(Metrics::new());
+    let loaded = match tollgate_config::load(&path) {
+        Ok(loaded) => loaded,
+        Err(problems) => return refuse(&problems),
+    };
+    let gate = match Gate::build(&loaded, &metrics) {
+        Ok(gate) => gate,
+        Err(problems) => return refuse(&problems),
+    };
+    let file = &loaded.file;
+    let gate = Arc::new(ArcSwap::from_pointee(gate));
+
+    let grace = file.server.grace_period.map_or(5, |d| d.0.as_secs());
+    let mut conf = ServerConf {
+        threads: file
+            .server
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.min(5)),
+        ..ServerConf::default()
+    };
+    if let Some(sock) = &file.server.upgrade_sock {
+        conf.upgrade_sock = sock.to_string();
+    }
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let access_log = match AccessLog::start(metrics.clone()) {
+        Ok(log) => Arc::new(log),
+        Err(e) => {
+            eprintln!("error: cannot start the access log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reloader = Reloader {
+        path: path.clone(),
+        gate: gate.clone(),
+        metrics: metrics.clone(),
+    };
+    if let Err(e) = reloader.on_sighup() {
+        eprintln!("error: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    let gateway = Gateway {
+        gate: gate.clone(),
+        access_log: access_log.clone(),
+    };
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    let http = file.listen.http.as_deref().unwrap_or(DEFAULT_HTTP);
+    proxy.add_tcp(http);
+
+    let admin_addr = file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
+    let mut admin = Service::new("tollgate admin".to_owned(), AdminApp { gate, metrics });
+    admin.add_tcp(admin_addr);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    tracing::info!(config = %path.display(), http, admin = admin_addr, "tollgate starting");
+    server.run(RunArgs::default());
+    access_log.flush();
+    ExitCode::SUCCESS
+}
+
+fn refuse(problems: &tollgate_config::Problems) -> ExitCode {
+    eprintln!("{problems}");
+    ExitCode::FAILURE
+}
