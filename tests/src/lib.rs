@@ -1,1 +1,371 @@
+//! Harness for the end-to-end tests: start the real `tollgate` binary on a generated config,
+//! real upstreams on loopback, and talk to it over raw TCP so that a test controls every byte
+//! (an HTTP client library would normalise the very paths the tests attack with).
+//!
+//! Every process and server a test starts is stopped when its handle drops; every wait polls a
+//! condition with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: failing loudly is its job
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `tollgate` binary under test: `$TOLLGATE_BIN`, else the workspace's debug build.
+pub fn binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("TOLLGATE_BIN") {
+        return bin.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/tollgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tollgate` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound, then released for the process under test to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// A real HTTP upstream (the echo server) on a free loopback port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let (addr, task) = runtime()
+            .block_on(tollgate_echo::spawn("127.0.0.1:0".parse().unwrap(), name))
+            .unwrap();
+        Upstream { addr, task }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running `tollgate run` with its own config file, ports and output files.
+pub struct Gateway {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Gateway {
+    /// Starts the gateway on `yaml` plus `listen` and `admin` sections on free ports (and
+    /// `server: {grace_period: 0s}` unless the config has a `server` section), and waits until
+    /// both listeners answer.
+    pub fn start(yaml: &str) -> Gateway {
+        Gateway::try_start(yaml).unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
+    }
+
+    /// Like [`Gateway::start`], but returns the process's stderr if it exits instead.
+    pub fn try_start(yaml: &str) -> Result<Gateway, String> {
+        let dir = temp_dir();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut config = format!("listen:\n  http: \"{http}\"\nadmin:\n  listen: \"{admin}\"\n");
+        if !yaml.lines().any(|l| l.starts_with("server:")) {
+            config.push_str("server:\n  grace_period: 0s\n");
+        }
+        config.push_str(yaml);
+        std::fs::write(dir.join("tollgate.yaml"), config).unwrap();
+        let child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(dir.join("tollgate.yaml"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway { http, admin, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(_)) = gw.child.try_wait() {
+                return Err(gw.stderr());
+            }
+            let up = |addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+            if up(gw.http) && up(gw.admin) && gw.admin_get("/healthz").status == 200 {
+                return Ok(gw);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not listening after 15 s\n{}", gw.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("tollgate.yaml")
+    }
+
+    /// Replaces the config's body (the part after listen/admin/server) and sends SIGHUP.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let current = std::fs::read_to_string(self.config_path()).unwrap();
+        let head: String = current
+            .lines()
+            .take_while(|l| !l.starts_with("upstreams:") && !l.starts_with("routes:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(self.config_path(), format!("{head}{yaml}")).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// The access log so far, one parsed JSON object per line.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("stdout"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Waits until the access log has a line for `request_id`.
+    pub fn access_log_line(&self, request_id: &str) -> serde_json::Value {
+        let mut found = None;
+        wait_until(Duration::from_secs(5), "the access log line", || {
+            found = self.access_log().into_iter().find(|l| l["request_id"] == request_id);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+    }
+
+    /// Sends raw request bytes on a new connection.
+    pub fn send(&self, raw: &str) -> Response {
+        Conn::open(self.http).request(raw.as_bytes())
+    }
+
+    pub fn admin_get(&self, path: &str) -> Response {
+        Conn::open(self.admin).request(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    /// Stops the gateway with SIGTERM and waits (bounded) for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("gateway files kept in {}\n--- stderr ---\n{}", self.dir.display(), self.stderr());
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tollgate-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `tollgate validate` on `yaml`; returns (exit code, stdout).
+pub fn validate(yaml: &str) -> (i32, String) {
+    let dir = temp_dir();
+    let path = dir.join("tollgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(binary()).args(["validate", "-c"]).arg(&path).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// For echo upstream answers: the upstream's name.
+    pub fn served_by(&self) -> String {
+        self.json()["server"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// One client connection, for keep-alive sequences of raw requests.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, buf: Vec::new() }
+    }
+
+    pub fn request(&mut self, raw: &[u8]) -> Response {
+        self.try_request(raw).unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    pub fn try_request(&mut self, raw: &[u8]) -> std::io::Result<Response> {
+        self.stream.write_all(raw)?;
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16384];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    fn read_response(&mut self) -> std::io::Result<Response> {
+        let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            if self.fill()? == 0 {
+                return Err(eof());
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end + 4);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(eof)?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let body = if status == 204 || status == 304 || (100..200).contains(&status) {
+            Vec::new()
+        } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while self.buf.len() < len {
+                if self.fill()? == 0 {
+                    return Err(eof());
+                }
+            }
+            self.buf.drain(..len).collect()
+        } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            self.read_chunked()?
+        } else {
+            while self.fill()? > 0 {}
+            std::mem::take(&mut self.buf)
+        };
+        Ok(Response { status, headers, body })
+    }
+
+    fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&self.buf, b"\r\n") {
+                    break i;
+                }
+                if self.fill()? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            };
+            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                if self.fill()? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+            if size == 0 {
+                return Ok(body);
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

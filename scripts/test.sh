@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of each crate and the end-to-end tests in tests/, which start
+# the real tollgate binary against real upstreams on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+# The end-to-end tests run the debug binary: build it first.
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast

@@ -1,0 +1,80 @@
+//! The admin listener and the access log.
+
+use tollgate_tests::{Gateway, Upstream};
+
+fn gateway(u: &Upstream) -> Gateway {
+    Gateway::start(&format!(
+        "upstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: things\n    match: {{ path: /things/* }}\n    upstream: u\n    auth: none\n",
+        u.addr
+    ))
+}
+
+#[test]
+fn healthz_and_readyz_answer_json() {
+    let u = Upstream::start("u");
+    let gw = gateway(&u);
+    let r = gw.admin_get("/healthz");
+    assert_eq!(r.status, 200);
+    let r = gw.admin_get("/readyz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({ "ready": true }));
+    assert_eq!(gw.admin_get("/nope").status, 404);
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_status() {
+    let u = Upstream::start("u");
+    let gw = gateway(&u);
+    for _ in 0..3 {
+        assert_eq!(gw.get("/things/1").status, 200);
+    }
+    assert_eq!(gw.get("/elsewhere").status, 404);
+    let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    // The access log and metrics are written after the response: poll for the last one.
+    let mut text_ok = value(r#"tollgate_requests_total{route="things",status="200"}"#) == Some(3.0);
+    if !text_ok {
+        tollgate_tests::wait_until(std::time::Duration::from_secs(5), "metrics", || {
+            let t = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+            text_ok = t.contains(r#"tollgate_requests_total{route="things",status="200"} 3"#);
+            text_ok
+        });
+    }
+    let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+    assert!(text.contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#), "{text}");
+    assert!(text.contains(r#"tollgate_request_duration_seconds_count{route="things"} 3"#), "{text}");
+    assert!(text.contains(r#"tollgate_config_reloads_total{result="error"} 0"#), "{text}");
+}
+
+#[test]
+fn access_log_has_one_json_line_per_request_with_the_contract_keys() {
+    let u = Upstream::start("u");
+    let gw = gateway(&u);
+    let r = gw.send("GET /things/42?secret=hunter2 HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-test-1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let line = gw.access_log_line("log-test-1");
+    let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in ["ts", "method", "path", "status", "route", "upstream", "provider", "subject", "tier", "auth", "latency_ms", "request_id"] {
+        assert!(keys.contains(&key), "missing {key} in {line}");
+    }
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/things/42");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["route"], "things");
+    assert_eq!(line["upstream"], "u");
+    assert_eq!(line["auth"], "none");
+    assert_eq!(line["subject"], serde_json::Value::Null);
+    assert!(line["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(line["ts"].as_str().unwrap().contains('T'));
+    // The query string (where tokens sometimes travel) is not logged.
+    assert!(!line.to_string().contains("hunter2"));
+
+    gw.send("DELETE /nowhere HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-test-2\r\nConnection: close\r\n\r\n");
+    let line = gw.access_log_line("log-test-2");
+    assert_eq!((line["status"].as_u64(), &line["route"]), (Some(404), &serde_json::Value::Null));
+}
