@@ -118,6 +118,8 @@ impl Denial {
             resp.insert_header("content-type", "application/grpc")?;
             resp.insert_header("grpc-status", self.grpc_status().to_string())?;
             resp.insert_header("grpc-message", grpc_message(&self.description))?;
+            // Over HTTP/1.1 an empty body still needs framing; HTTP/2 ignores it.
+            resp.insert_header("content-length", "0")?;
             self.common_headers(&mut resp, request_id)?;
             // Trailers-only: the status travels in the only HEADERS frame, which ends the stream.
             return session.write_response_header(Box::new(resp), true).await;

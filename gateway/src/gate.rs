@@ -30,7 +30,7 @@ pub struct Gate {
 }
 
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     pub upstream: Arc<Upstream>,
     pub auth: AuthMode,
     pub rewrite: Rewrite,
@@ -155,7 +155,7 @@ impl Gate {
             }
             let timeouts = r.timeouts.unwrap_or_default();
             routes.push(Route {
-                name: r.name.to_string(),
+                name: r.name.as_str().into(),
                 upstream: upstream.clone(),
                 auth: r.auth,
                 rewrite: rewrite.unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! Upstream pools: Pingora `LoadBalancer`s built from `upstreams`, and the peer for one request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::lb::selection::{Consistent, Random, RoundRobin};
@@ -13,7 +14,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Upstream {
-    pub name: String,
+    pub name: Arc<str>,
     balancer: Balancer,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -44,7 +45,7 @@ impl Upstream {
         };
         let timeouts = config.timeouts.unwrap_or_default();
         Ok(Upstream {
-            name: name.to_owned(),
+            name: name.into(),
             balancer,
             connect_timeout: timeouts.connect.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             read_timeout: timeouts.read.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),

@@ -32,14 +32,21 @@ pub fn binary() -> PathBuf {
 
 /// A free loopback port (bound, then released for the process under test to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -89,7 +96,8 @@ impl Gateway {
     /// `server: {grace_period: 0s}` unless the config has a `server` section), and waits until
     /// both listeners answer.
     pub fn start(yaml: &str) -> Gateway {
-        Gateway::try_start(yaml).unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
+        Gateway::try_start(yaml)
+            .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
     }
 
     /// Like [`Gateway::start`], but returns the process's stderr if it exits instead.
@@ -111,7 +119,12 @@ impl Gateway {
             .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
             .spawn()
             .unwrap();
-        let mut gw = Gateway { http, admin, dir, child };
+        let mut gw = Gateway {
+            http,
+            admin,
+            dir,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(_)) = gw.child.try_wait() {
@@ -173,14 +186,19 @@ impl Gateway {
     pub fn access_log_line(&self, request_id: &str) -> serde_json::Value {
         let mut found = None;
         wait_until(Duration::from_secs(5), "the access log line", || {
-            found = self.access_log().into_iter().find(|l| l["request_id"] == request_id);
+            found = self
+                .access_log()
+                .into_iter()
+                .find(|l| l["request_id"] == request_id);
             found.is_some()
         });
         found.unwrap()
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+        self.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ))
     }
 
     /// Sends raw request bytes on a new connection.
@@ -189,7 +207,9 @@ impl Gateway {
     }
 
     pub fn admin_get(&self, path: &str) -> Response {
-        Conn::open(self.admin).request(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
+        Conn::open(self.admin).request(
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
     }
 
     /// Stops the gateway with SIGTERM and waits (bounded) for it to exit.
@@ -197,7 +217,9 @@ impl Gateway {
         if let Ok(Some(status)) = self.child.try_wait() {
             return status;
         }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -218,7 +240,11 @@ impl Drop for Gateway {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("gateway files kept in {}\n--- stderr ---\n{}", self.dir.display(), self.stderr());
+            eprintln!(
+                "gateway files kept in {}\n--- stderr ---\n{}",
+                self.dir.display(),
+                self.stderr()
+            );
         }
     }
 }
@@ -238,9 +264,16 @@ pub fn validate(yaml: &str) -> (i32, String) {
     let dir = temp_dir();
     let path = dir.join("tollgate.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(binary()).args(["validate", "-c"]).arg(&path).output().unwrap();
+    let out = Command::new(binary())
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -259,13 +292,20 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// For echo upstream answers: the upstream's name.
     pub fn served_by(&self) -> String {
-        self.json()["server"].as_str().unwrap_or_default().to_owned()
+        self.json()["server"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -278,13 +318,19 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn { stream, buf: Vec::new() }
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn request(&mut self, raw: &[u8]) -> Response {
-        self.try_request(raw).unwrap_or_else(|e| panic!("request failed: {e}"))
+        self.try_request(raw)
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
     }
 
     pub fn try_request(&mut self, raw: &[u8]) -> std::io::Result<Response> {
@@ -313,12 +359,21 @@ impl Conn {
         self.buf.drain(..head_end + 4);
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
-        let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(eof)?;
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(eof)?;
         let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
             .collect();
-        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let body = if status == 204 || status == 304 || (100..200).contains(&status) {
             Vec::new()
         } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
@@ -334,7 +389,11 @@ impl Conn {
             while self.fill()? > 0 {}
             std::mem::take(&mut self.buf)
         };
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
@@ -350,7 +409,9 @@ impl Conn {
             };
             let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
             let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")
+                })?;
             self.buf.drain(..line_end + 2);
             while self.buf.len() < size + 2 {
                 if self.fill()? == 0 {

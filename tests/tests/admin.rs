@@ -29,26 +29,24 @@ fn metrics_count_requests_by_route_and_status() {
         assert_eq!(gw.get("/things/1").status, 200);
     }
     assert_eq!(gw.get("/elsewhere").status, 404);
+    // Metrics are recorded after the response is sent: poll for the last request's.
+    let metrics = || String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+    tollgate_tests::wait_until(std::time::Duration::from_secs(5), "the metrics", || {
+        metrics().contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#)
+    });
     let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
-    let value = |series: &str| -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
-    // The access log and metrics are written after the response: poll for the last one.
-    let mut text_ok = value(r#"tollgate_requests_total{route="things",status="200"}"#) == Some(3.0);
-    if !text_ok {
-        tollgate_tests::wait_until(std::time::Duration::from_secs(5), "metrics", || {
-            let t = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
-            text_ok = t.contains(r#"tollgate_requests_total{route="things",status="200"} 3"#);
-            text_ok
-        });
-    }
-    let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
-    assert!(text.contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#), "{text}");
-    assert!(text.contains(r#"tollgate_request_duration_seconds_count{route="things"} 3"#), "{text}");
-    assert!(text.contains(r#"tollgate_config_reloads_total{result="error"} 0"#), "{text}");
+    assert!(
+        text.contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tollgate_request_duration_seconds_count{route="things"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tollgate_config_reloads_total{result="error"} 0"#),
+        "{text}"
+    );
 }
 
 #[test]
@@ -58,8 +56,26 @@ fn access_log_has_one_json_line_per_request_with_the_contract_keys() {
     let r = gw.send("GET /things/42?secret=hunter2 HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-test-1\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
     let line = gw.access_log_line("log-test-1");
-    let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
-    for key in ["ts", "method", "path", "status", "route", "upstream", "provider", "subject", "tier", "auth", "latency_ms", "request_id"] {
+    let keys: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "ts",
+        "method",
+        "path",
+        "status",
+        "route",
+        "upstream",
+        "provider",
+        "subject",
+        "tier",
+        "auth",
+        "latency_ms",
+        "request_id",
+    ] {
         assert!(keys.contains(&key), "missing {key} in {line}");
     }
     assert_eq!(line["method"], "GET");
@@ -76,5 +92,31 @@ fn access_log_has_one_json_line_per_request_with_the_contract_keys() {
 
     gw.send("DELETE /nowhere HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-test-2\r\nConnection: close\r\n\r\n");
     let line = gw.access_log_line("log-test-2");
-    assert_eq!((line["status"].as_u64(), &line["route"]), (Some(404), &serde_json::Value::Null));
+    assert_eq!(
+        (line["status"].as_u64(), &line["route"]),
+        (Some(404), &serde_json::Value::Null)
+    );
+}
+
+#[test]
+fn sigterm_exits_cleanly_with_the_access_log_flushed() {
+    let u = Upstream::start("u");
+    let mut gw = gateway(&u);
+    for i in 0..20 {
+        let r = gw.send(&format!("GET /things/{i} HTTP/1.1\r\nHost: t\r\nX-Request-Id: flush-{i}\r\nConnection: close\r\n\r\n"));
+        assert_eq!(r.status, 200);
+    }
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}\n{}", gw.stderr());
+    let ids: Vec<String> = gw
+        .access_log()
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for i in 0..20 {
+        assert!(
+            ids.contains(&format!("flush-{i}")),
+            "line flush-{i} missing"
+        );
+    }
 }

@@ -12,7 +12,9 @@ fn config(u: &Upstream, extra_route: bool) -> String {
         u.addr
     );
     if extra_route {
-        yaml.push_str("  - name: new\n    match: { path: /new/* }\n    upstream: u\n    auth: none\n");
+        yaml.push_str(
+            "  - name: new\n    match: { path: /new/* }\n    upstream: u\n    auth: none\n",
+        );
     }
     yaml
 }
@@ -53,17 +55,29 @@ fn sighup_adds_a_route_during_a_keep_alive_stream_with_zero_failures() {
         })
         .collect();
 
-    wait_until(Duration::from_secs(10), "traffic", || sent.load(Ordering::Relaxed) > 50);
+    wait_until(Duration::from_secs(10), "traffic", || {
+        sent.load(Ordering::Relaxed) > 50
+    });
     gw.rewrite_config(&config(&u, true));
     gw.signal("HUP");
-    wait_until(Duration::from_secs(10), "the reload", || reloads(&gw, "ok") == 1);
+    wait_until(Duration::from_secs(10), "the reload", || {
+        reloads(&gw, "ok") == 1
+    });
     let at_reload = sent.load(Ordering::Relaxed);
     wait_until(Duration::from_secs(10), "traffic after the reload", || {
         sent.load(Ordering::Relaxed) > at_reload + 50
     });
     stop.store(true, Ordering::Relaxed);
-    let failures: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
-    assert!(failures.is_empty(), "{} failures, e.g. {:?}", failures.len(), failures.first());
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert_eq!(gw.get("/new/x").status, 200);
 }
 
@@ -73,8 +87,14 @@ fn an_invalid_config_on_sighup_keeps_the_old_one_and_is_counted() {
     let gw = Gateway::start(&config(&u, false));
     gw.rewrite_config("routes:\n  - name: broken\n    match: { path: /x }\n    upstream: missing\n    auth: none\n");
     gw.signal("HUP");
-    wait_until(Duration::from_secs(10), "the refused reload", || reloads(&gw, "error") == 1);
+    wait_until(Duration::from_secs(10), "the refused reload", || {
+        reloads(&gw, "error") == 1
+    });
     assert_eq!(gw.get("/old/x").status, 200);
-    assert!(gw.stderr().contains(r#"unknown upstream "missing""#), "{}", gw.stderr());
+    assert!(
+        gw.stderr().contains(r#"unknown upstream "missing""#),
+        "{}",
+        gw.stderr()
+    );
     assert_eq!(reloads(&gw, "ok"), 0);
 }

@@ -44,7 +44,10 @@ routes:
 }
 
 fn route_of(gw: &Gateway, request_id: &str) -> String {
-    gw.access_log_line(request_id)["route"].as_str().unwrap_or("").to_owned()
+    gw.access_log_line(request_id)["route"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn get(gw: &Gateway, path: &str, host: &str) -> (u16, String, String) {
@@ -52,7 +55,11 @@ fn get(gw: &Gateway, path: &str, host: &str) -> (u16, String, String) {
     let r = gw.send(&format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n"
     ));
-    let uri = if r.status == 200 { r.json()["uri"].as_str().unwrap_or("").to_owned() } else { String::new() };
+    let uri = if r.status == 200 {
+        r.json()["uri"].as_str().unwrap_or("").to_owned()
+    } else {
+        String::new()
+    };
     (r.status, route_of(gw, &rid), uri)
 }
 
@@ -74,8 +81,14 @@ fn host_patterns_take_precedence_exact_then_tenant_then_none() {
     let (p, a) = (Upstream::start("public"), Upstream::start("admin"));
     let gw = gateway(&p, &a);
     assert_eq!(get(&gw, "/api/users/me", "api.example.com").1, "exact-host");
-    assert_eq!(get(&gw, "/api/users/me", "API.Example.com:8080").1, "exact-host");
-    assert_eq!(get(&gw, "/api/users/me", "acme.example.com").1, "tenant-host");
+    assert_eq!(
+        get(&gw, "/api/users/me", "API.Example.com:8080").1,
+        "exact-host"
+    );
+    assert_eq!(
+        get(&gw, "/api/users/me", "acme.example.com").1,
+        "tenant-host"
+    );
     assert_eq!(get(&gw, "/api/users/me", "a.b.example.com").1, "user-me");
     // A host's routes do not hide less specific hosts' other paths.
     assert_eq!(get(&gw, "/api/public/x", "api.example.com").1, "public");
@@ -123,7 +136,10 @@ fn dot_segments_are_resolved_before_routing_and_the_upstream_gets_the_normal_pat
         assert_eq!(uri, "/api/admin/x", "{attack}");
     }
     let (_, _, uri) = get(&gw, "/api/public/a%3ab?q=%2e%2e/x&y", "x");
-    assert_eq!(uri, "/api/public/a%3Ab?q=%2e%2e/x&y", "query string is passed as sent");
+    assert_eq!(
+        uri, "/api/public/a%3Ab?q=%2e%2e/x&y",
+        "query string is passed as sent"
+    );
 }
 
 #[test]
@@ -142,11 +158,17 @@ fn ambiguous_encodings_and_escapes_above_root_are_400_and_reach_no_upstream() {
         "/api/public/%zz",
     ] {
         let rid = format!("attack-{}", tollgate_tests::free_port());
-        let r = gw.send(&format!("GET {attack} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n"));
+        let r = gw.send(&format!(
+            "GET {attack} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n"
+        ));
         assert_eq!(r.status, 400, "{attack}");
         assert_eq!(r.json()["error"], "bad_request", "{attack}");
         let line = gw.access_log_line(&rid);
-        assert_eq!(line["upstream"], serde_json::Value::Null, "{attack} reached an upstream");
+        assert_eq!(
+            line["upstream"],
+            serde_json::Value::Null,
+            "{attack} reached an upstream"
+        );
     }
 }
 
@@ -171,4 +193,19 @@ routes:
     let echo = r.json();
     assert_eq!(echo["uri"], "/v2/users/7?x=1");
     assert_eq!(echo["headers"]["host"], "users.internal");
+}
+
+#[test]
+fn gateway_answers_on_grpc_requests_are_grpc_statuses() {
+    let a = Upstream::start("only");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: r\n    match: {{ path: /r }}\n    upstream: u\n    auth: none\n",
+        a.addr
+    ));
+    let r = gw.send("POST /pkg.Service/Method HTTP/1.1\r\nHost: t\r\nContent-Type: application/grpc+proto\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("grpc-status"), Some("12"));
+    assert_eq!(r.header("content-type"), Some("application/grpc"));
+    assert!(r.header("grpc-message").is_some());
+    assert!(r.body.is_empty());
 }

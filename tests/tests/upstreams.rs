@@ -12,14 +12,29 @@ fn one_route(targets: &str, extra_upstream: &str, extra_route: &str) -> String {
 
 #[test]
 fn round_robin_spreads_requests_over_every_target() {
-    let (a, b, c) = (Upstream::start("a"), Upstream::start("b"), Upstream::start("c"));
-    let gw = Gateway::start(&one_route(&format!("\"{}\", \"{}\", \"{}\"", a.addr, b.addr, c.addr), "", ""));
+    let (a, b, c) = (
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("c"),
+    );
+    let gw = Gateway::start(&one_route(
+        &format!("\"{}\", \"{}\", \"{}\"", a.addr, b.addr, c.addr),
+        "",
+        "",
+    ));
     let mut conn = Conn::open(gw.http);
     let served: Vec<String> = (0..9)
-        .map(|_| conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").served_by())
+        .map(|_| {
+            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+                .served_by()
+        })
         .collect();
     for name in ["a", "b", "c"] {
-        assert_eq!(served.iter().filter(|s| *s == name).count(), 3, "{served:?}");
+        assert_eq!(
+            served.iter().filter(|s| *s == name).count(),
+            3,
+            "{served:?}"
+        );
     }
 }
 
@@ -30,17 +45,31 @@ fn random_uses_every_target_and_hash_sticks_to_one() {
     let gw = Gateway::start(&one_route(&targets, "    balance: random\n", ""));
     let mut conn = Conn::open(gw.http);
     let served: HashSet<String> = (0..64)
-        .map(|_| conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").served_by())
+        .map(|_| {
+            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+                .served_by()
+        })
         .collect();
-    assert_eq!(served.len(), 2, "random picked only {served:?} in 64 requests");
+    assert_eq!(
+        served.len(),
+        2,
+        "random picked only {served:?} in 64 requests"
+    );
     drop(gw);
 
     let gw = Gateway::start(&one_route(&targets, "    balance: hash\n", ""));
     let mut conn = Conn::open(gw.http);
     let served: HashSet<String> = (0..20)
-        .map(|_| conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").served_by())
+        .map(|_| {
+            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+                .served_by()
+        })
         .collect();
-    assert_eq!(served.len(), 1, "hash by client spread one client over {served:?}");
+    assert_eq!(
+        served.len(),
+        1,
+        "hash by client spread one client over {served:?}"
+    );
 }
 
 #[test]
@@ -57,8 +86,13 @@ fn refused_connection_is_502_json() {
 #[test]
 fn slow_upstream_is_504_after_the_read_timeout() {
     let slow = Upstream::start("slow");
-    let gw = Gateway::start(&one_route(&format!("\"{}\"", slow.addr), "    timeouts: { read: 300ms }\n", ""));
-    let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-delay-ms: 3000\r\nConnection: close\r\n\r\n");
+    let gw = Gateway::start(&one_route(
+        &format!("\"{}\"", slow.addr),
+        "    timeouts: { read: 300ms }\n",
+        "",
+    ));
+    let r =
+        gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-delay-ms: 3000\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["error"], "gateway_timeout");
     // The route's own timeout overrides the upstream's.
@@ -68,7 +102,8 @@ fn slow_upstream_is_504_after_the_read_timeout() {
         "    timeouts: { read: 300ms }\n",
         "    timeouts: { read: 5s }\n",
     ));
-    let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-delay-ms: 600\r\nConnection: close\r\n\r\n");
+    let r =
+        gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-delay-ms: 600\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
 }
 
@@ -76,7 +111,8 @@ fn slow_upstream_is_504_after_the_read_timeout() {
 fn upstream_status_and_body_pass_through() {
     let u = Upstream::start("u");
     let gw = Gateway::start(&one_route(&format!("\"{}\"", u.addr), "", ""));
-    let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-status: 503\r\nConnection: close\r\n\r\n");
+    let r =
+        gw.send("GET /x HTTP/1.1\r\nHost: t\r\nx-echo-status: 503\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 503);
     assert_eq!(r.served_by(), "u");
 }
@@ -85,7 +121,8 @@ fn upstream_status_and_body_pass_through() {
 fn request_id_is_kept_when_sane_generated_otherwise_and_sent_both_ways() {
     let u = Upstream::start("u");
     let gw = Gateway::start(&one_route(&format!("\"{}\"", u.addr), "", ""));
-    let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n");
+    let r =
+        gw.send("GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n");
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
     assert_eq!(r.json()["headers"]["x-request-id"], "abc-123");
     let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: bad id with spaces \"quotes\"\r\nConnection: close\r\n\r\n");
@@ -93,14 +130,20 @@ fn request_id_is_kept_when_sane_generated_otherwise_and_sent_both_ways() {
     assert_eq!(generated.len(), 32, "{generated}");
     assert_eq!(r.json()["headers"]["x-request-id"], generated.as_str());
     let long = "a".repeat(200);
-    let r = gw.send(&format!("GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: {long}\r\nConnection: close\r\n\r\n"));
+    let r = gw.send(&format!(
+        "GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: {long}\r\nConnection: close\r\n\r\n"
+    ));
     assert_ne!(r.header("x-request-id"), Some(long.as_str()));
 }
 
 #[test]
 fn identity_headers_from_the_client_are_stripped_on_every_route() {
     let u = Upstream::start("u");
-    let mut yaml = one_route(&format!("\"{}\"", u.addr), "", "    forward_headers: { X-Route-Only: email }\n");
+    let mut yaml = one_route(
+        &format!("\"{}\"", u.addr),
+        "",
+        "    forward_headers: { X-Route-Only: email }\n",
+    );
     yaml.push_str("forward_headers:\n  X-User-ID: sub\n  X-Auth-Provider: $provider\n");
     let gw = Gateway::start(&yaml);
     let r = gw.send("GET /x HTTP/1.1\r\nHost: t\r\nX-User-ID: admin\r\nx-auth-provider: forged\r\nX-Route-Only: e\r\nX-Other: kept\r\nConnection: close\r\n\r\n");
@@ -136,14 +179,24 @@ fn oversized_headers_are_431_and_oversized_bodies_413() {
         one_route(&format!("\"{}\"", u.addr), "", "    max_body: 1KiB\n")
     ));
     let big = "v".repeat(20 * 1024);
-    let r = gw.send(&format!("GET /x HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"));
+    let r = gw.send(&format!(
+        "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+    ));
     assert_eq!(r.status, 431);
     let body = "b".repeat(2048);
-    let r = gw.send(&format!("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+    let r = gw.send(&format!(
+        "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
     assert_eq!(r.status, 413);
     let r = gw.send(&format!("POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n800\r\n{body}\r\n0\r\n\r\n"));
     assert_eq!(r.status, 413);
     let small = "s".repeat(512);
-    let r = gw.send(&format!("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 512\r\nConnection: close\r\n\r\n{small}"));
-    assert_eq!((r.status, r.json()["body_bytes"].as_u64()), (200, Some(512)));
+    let r = gw.send(&format!(
+        "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 512\r\nConnection: close\r\n\r\n{small}"
+    ));
+    assert_eq!(
+        (r.status, r.json()["body_bytes"].as_u64()),
+        (200, Some(512))
+    );
 }

@@ -61,15 +61,23 @@ fn errors_name_yaml_path_and_line_and_exit_1() {
     for (body, want) in cases {
         let (code, out) = validate(&format!("{UPSTREAMS}{body}"));
         assert_eq!(code, 1, "{body}\n{out}");
-        assert!(out.lines().any(|l| l.starts_with(want)), "want {want:?}\ngot {out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(want)),
+            "want {want:?}\ngot {out}"
+        );
     }
 }
 
 #[test]
 fn unresolvable_and_malformed_targets_are_errors() {
-    let (code, out) = validate("upstreams:\n  u:\n    targets: [\"no-such-host.invalid:80\", \"127.0.0.1\"]\nroutes: []\n");
+    let (code, out) = validate(
+        "upstreams:\n  u:\n    targets: [\"no-such-host.invalid:80\", \"127.0.0.1\"]\nroutes: []\n",
+    );
     assert_eq!(code, 1);
-    assert!(out.contains("error: upstreams.u.targets[1] (line 3): expected host:port"), "{out}");
+    assert!(
+        out.contains("error: upstreams.u.targets[1] (line 3): expected host:port"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -88,5 +96,8 @@ fn run_refuses_an_invalid_config_with_the_same_messages() {
         Ok(_) => panic!("tollgate ran an invalid config"),
         Err(stderr) => stderr,
     };
-    assert!(err.contains(r#"routes[0].upstream (line "#) && err.contains(r#"unknown upstream "nope""#), "{err}");
+    assert!(
+        err.contains(r#"routes[0].upstream (line "#) && err.contains(r#"unknown upstream "nope""#),
+        "{err}"
+    );
 }
