@@ -4,7 +4,6 @@
 //!
 //! Every process and server a test starts is stopped when its handle drops; every wait polls a
 //! condition with a deadline.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: failing loudly is its job
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
