@@ -64,8 +64,15 @@ impl Gateway {
         ctx.upstream_uri = routed.upstream_uri;
 
         // 2-4. Authenticate, authorize, rate-limit: config validation refuses every route that
-        // would need them until those stages exist, so only `auth: none` routes reach here.
-        debug_assert_eq!(route.auth, AuthMode::None);
+        // would need them until those stages exist. Should one get here all the same, it is
+        // refused: a missing stage must never mean an open door.
+        if route.auth != AuthMode::None {
+            return Err(Denial::new(
+                500,
+                "internal_error",
+                "this route needs authentication, which is not available",
+            ));
+        }
 
         // 5. Forward: checks on what is sent upstream.
         if let Some(max) = route.max_body {
@@ -153,9 +160,10 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route() else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
+        // `balance: hash` keys on the client address until callers have subjects.
         let key = match ctx.client {
-            IpAddr::V4(ip) => ip.octets().to_vec(),
-            IpAddr::V6(ip) => ip.octets().to_vec(),
+            IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
+            IpAddr::V6(ip) => ip.octets(),
         };
         let Some(backend) = route.upstream.select(&key) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no upstream target available");

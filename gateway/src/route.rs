@@ -28,8 +28,11 @@ pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
     };
     let route = &gate.routes[found.route];
     let upstream_path = route.rewrite.path(&path);
+    // An absolute-form target (`GET http://host/path`) goes upstream in origin-form (Pingora
+    // keeps the raw target for the wire, and has already checked it against `Host`).
+    let absolute = !req.raw_path().starts_with(b"/");
     let upstream_uri = match (&upstream_path, req.uri.path()) {
-        (Cow::Borrowed(p), raw) if *p == raw => None,
+        (Cow::Borrowed(p), raw) if *p == raw && !absolute => None,
         (p, _) => Some(match req.uri.query() {
             Some(q) => format!("{p}?{q}"),
             None => p.to_string(),
@@ -42,20 +45,25 @@ pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
 }
 
 /// The host to route on: `Host` (HTTP/1.1) or the URI's authority (HTTP/2, absolute-form).
-/// Two different `Host` headers are refused: which one an upstream believes is a guess.
+/// Two `Host` headers, or a `Host` that disagrees with the authority, are refused: which one
+/// an upstream believes is a guess, and routing on the other is a way around host rules.
 fn request_host(req: &RequestHeader) -> Result<Option<String>, Denial> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(Denial::bad_request("more than one Host header"));
     }
-    if let Some(authority) = req.uri.authority() {
-        return Ok(Some(host_of(authority.as_str())));
-    }
-    match header.map(|h| h.to_str()) {
-        Some(Ok(h)) if !h.is_empty() => Ok(Some(host_of(h))),
-        Some(Ok(_)) | None => Ok(None),
-        Some(Err(_)) => Err(Denial::bad_request("Host header is not ASCII")),
+    let header = match header.map(|h| h.to_str()) {
+        Some(Ok(h)) if !h.is_empty() => Some(host_of(h)),
+        Some(Ok(_)) | None => None,
+        Some(Err(_)) => return Err(Denial::bad_request("Host header is not ASCII")),
+    };
+    match (req.uri.authority().map(|a| host_of(a.as_str())), header) {
+        (Some(authority), Some(header)) if authority != header => Err(Denial::bad_request(
+            "Host header does not match the request target",
+        )),
+        (Some(authority), _) => Ok(Some(authority)),
+        (None, header) => Ok(header),
     }
 }
 

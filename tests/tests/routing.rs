@@ -209,3 +209,21 @@ fn gateway_answers_on_grpc_requests_are_grpc_statuses() {
     assert!(r.header("grpc-message").is_some());
     assert!(r.body.is_empty());
 }
+
+#[test]
+fn host_header_disagreeing_with_an_absolute_target_is_400() {
+    let (p, a) = (Upstream::start("public"), Upstream::start("admin"));
+    let gw = gateway(&p, &a);
+    let r = gw.send("GET http://api.example.com/api/users/me HTTP/1.1\r\nHost: acme.example.com\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let r = gw.send("GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let r = gw.send("GET http://api.example.com/api/users/me?q=1 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["uri"],
+        "/api/users/me?q=1",
+        "absolute-form goes upstream in origin-form"
+    );
+    assert_eq!(r.served_by(), "admin");
+}
