@@ -14,12 +14,31 @@ pub struct Reloader {
     pub path: PathBuf,
     pub gate: Arc<ArcSwap<Gate>>,
     pub metrics: Arc<Metrics>,
+    /// The `listen` and `admin` sections the process started with: they change only on
+    /// restart or graceful upgrade.
+    pub listeners: String,
+}
+
+/// What of a config fixes the listening sockets.
+pub fn listeners(file: &tollgate_config::File) -> String {
+    format!(
+        "{:?} {:?} {:?}",
+        file.listen.http.as_deref(),
+        file.listen.https.as_ref().map(|h| h.addr.as_str()),
+        file.admin.listen.as_deref()
+    )
 }
 
 impl Reloader {
     pub fn reload(&self) -> Result<(), Problems> {
-        let result = tollgate_config::load(&self.path)
-            .and_then(|loaded| Gate::build(&loaded, &self.metrics));
+        let result = tollgate_config::load(&self.path).and_then(|loaded| {
+            if listeners(&loaded.file) != self.listeners {
+                tracing::warn!(
+                    "listener addresses changed: they take effect on restart or graceful upgrade"
+                );
+            }
+            Gate::build(&loaded, &self.metrics)
+        });
         match result {
             Ok(gate) => {
                 self.gate.store(Arc::new(gate));

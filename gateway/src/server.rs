@@ -63,6 +63,7 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         path: path.clone(),
         gate: gate.clone(),
         metrics: metrics.clone(),
+        listeners: crate::reload::listeners(file),
     };
     if let Err(e) = reloader.on_sighup() {
         eprintln!("error: cannot install the SIGHUP handler: {e}");

@@ -35,6 +35,12 @@ pub fn load(path: &Path) -> Result<Loaded, Problems> {
 
 /// Parses and checks config text.
 pub fn parse(text: &str) -> Result<Loaded, Problems> {
+    if text.trim().is_empty() {
+        return Err(Problems::one(
+            "config",
+            "the file is empty; `routes` is required",
+        ));
+    }
     let source = SourceMap::build(text);
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
