@@ -6,6 +6,7 @@ mod admin;
 mod denial;
 mod forwarded;
 mod gate;
+mod lifecycle;
 mod proxy;
 mod reload;
 mod route;

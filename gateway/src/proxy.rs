@@ -17,6 +17,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::denial::Denial;
 use crate::forwarded::forwarded;
 use crate::gate::{Gate, Route};
+use crate::lifecycle::{InFlight, InFlightGuard};
 use crate::route::route;
 
 /// Idle HTTP/1.1 keep-alive connections are closed after this; Pingora's default keeps them
@@ -26,6 +27,7 @@ const KEEPALIVE_IDLE_SECS: u64 = 60;
 pub struct Gateway {
     pub gate: Arc<ArcSwap<Gate>>,
     pub access_log: Arc<AccessLog>,
+    pub in_flight: InFlight,
 }
 
 /// What one request carries from phase to phase.
@@ -43,6 +45,7 @@ pub struct RequestCtx {
     /// Status of an answer the gateway made itself.
     denied: Option<u16>,
     body_bytes: u64,
+    _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
@@ -103,6 +106,7 @@ impl ProxyHttp for Gateway {
             trusted_peer: false,
             denied: None,
             body_bytes: 0,
+            _in_flight: self.in_flight.enter(),
         }
     }
 

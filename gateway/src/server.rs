@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -13,6 +14,7 @@ use tollgate_admin::Metrics;
 use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::gate::Gate;
+use crate::lifecycle::{exit_when_drained, InFlight};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 
@@ -32,7 +34,12 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     let file = &loaded.file;
     let gate = Arc::new(ArcSwap::from_pointee(gate));
 
-    let grace = file.server.grace_period.map_or(5, |d| d.0.as_secs());
+    let grace_period = file
+        .server
+        .grace_period
+        .map_or(Duration::from_secs(30), |d| d.0);
+    // Pingora's own wait, a fallback: `exit_when_drained` ends the process sooner.
+    let grace = grace_period.as_secs_f64().ceil() as u64;
     let mut conf = ServerConf {
         threads: file
             .server
@@ -70,9 +77,21 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    let in_flight = InFlight(metrics.in_flight());
+    let drained = exit_when_drained(
+        server.watch_execution_phase(),
+        in_flight.clone(),
+        grace_period,
+        access_log.clone(),
+    );
+    if let Err(e) = drained {
+        eprintln!("error: cannot start the shutdown watcher: {e}");
+        return ExitCode::FAILURE;
+    }
     let gateway = Gateway {
         gate: gate.clone(),
         access_log: access_log.clone(),
+        in_flight,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");

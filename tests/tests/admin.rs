@@ -120,3 +120,41 @@ fn sigterm_exits_cleanly_with_the_access_log_flushed() {
         );
     }
 }
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_without_waiting_out_the_grace_period() {
+    let u = Upstream::start("u");
+    let mut gw = Gateway::start(&format!(
+        "server:\n  grace_period: 20s\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: things\n    match: {{ path: /things/* }}\n    upstream: u\n    auth: none\n",
+        u.addr
+    ));
+    let addr = gw.http;
+    let slow = std::thread::spawn(move || {
+        tollgate_tests::Conn::open(addr)
+            .request(b"GET /things/slow HTTP/1.1\r\nHost: t\r\nx-echo-delay-ms: 1500\r\nConnection: close\r\n\r\n")
+    });
+    tollgate_tests::wait_until(
+        std::time::Duration::from_secs(5),
+        "the slow request in flight",
+        || {
+            String::from_utf8(gw.admin_get("/metrics").body)
+                .unwrap()
+                .contains("tollgate_requests_in_flight 1")
+        },
+    );
+    let started = std::time::Instant::now();
+    gw.signal("TERM");
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "the request in flight was cut off");
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "waited out the grace period: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}

@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -17,6 +17,7 @@ pub struct Metrics {
     duration: HistogramVec,
     reloads: IntCounterVec,
     access_log_dropped: IntCounter,
+    in_flight: IntGauge,
 }
 
 /// Status codes whose counters are resolved at load; others are looked up when they occur.
@@ -90,8 +91,14 @@ impl Metrics {
             "Access-log lines dropped because the writer could not keep up",
         )
         .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "tollgate_requests_in_flight",
+            "Requests being handled now (from request headers to the access-log line)",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(reloads.clone()),
             Box::new(access_log_dropped.clone()),
@@ -107,7 +114,13 @@ impl Metrics {
             duration,
             reloads,
             access_log_dropped,
+            in_flight,
         }
+    }
+
+    /// The in-flight gauge, for the gateway to count requests with.
+    pub fn in_flight(&self) -> IntGauge {
+        self.in_flight.clone()
     }
 
     /// Handles for one route (or `(none)` for requests that matched no route).
