@@ -23,6 +23,9 @@ pub struct Gate {
     /// Every header named in any `forward_headers`: removed from every request, so that a
     /// client can never forge an identity header.
     pub identity_headers: Vec<HeaderName>,
+    /// `Authorization` (and later the API-key header): stripped before proxying unless
+    /// `auth.forward_authorization` is set.
+    pub credential_headers: Vec<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_header_bytes: u64,
     /// Metrics for requests that matched no route.
@@ -113,8 +116,8 @@ impl Gate {
                         BuildError::Ambiguous { route, other } => report.error(
                             format!("routes[{route}].match"),
                             format!(
-                                "ambiguous: route {:?} has the same host, path and an overlapping method",
-                                file.routes[other].name.as_str()
+                                "ambiguous: route {} has the same host, path and an overlapping method",
+                                file.routes[other].name.quoted()
                             ),
                         ),
                     }
@@ -128,37 +131,17 @@ impl Gate {
             let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
                 continue; // reported by the config check or the pool build
             };
-            let rewrite = r.rewrite.as_ref().map(|rw| Rewrite {
-                strip_prefix: rw.strip_prefix.as_ref().map(|s| s.to_string()),
-                prefix: rw.prefix.as_ref().map(|s| s.to_string()),
-                host: rw.host.as_ref().map(|s| s.to_string()),
-            });
-            if let Some(rw) = &rewrite {
-                for (key, value) in [("strip_prefix", &rw.strip_prefix), ("prefix", &rw.prefix)] {
-                    if let Some(v) = value {
-                        if !v.starts_with('/') || tollgate_router::normalize(v).is_err() {
-                            report.error(
-                                format!("routes[{i}].rewrite.{key}"),
-                                format!("expected a path starting with /, got {v:?}"),
-                            );
-                        }
-                    }
-                }
-                if let Some(host) = &rw.host {
-                    if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
-                        report.error(
-                            format!("routes[{i}].rewrite.host"),
-                            format!("not a valid host: {host:?}"),
-                        );
-                    }
-                }
-            }
+            let rewrite = r
+                .rewrite
+                .as_ref()
+                .map(|rw| compile_rewrite(rw, i, &mut report))
+                .unwrap_or_default();
             let timeouts = r.timeouts.unwrap_or_default();
             routes.push(Route {
                 name: r.name.as_str().into(),
                 upstream: upstream.clone(),
                 auth: r.auth,
-                rewrite: rewrite.unwrap_or_default(),
+                rewrite,
                 connect_timeout: timeouts.connect.map_or(upstream.connect_timeout, |d| d.0),
                 read_timeout: timeouts.read.map_or(upstream.read_timeout, |d| d.0),
                 max_body: r.max_body.map(|s| s.0),
@@ -181,14 +164,21 @@ impl Gate {
             .server
             .max_header_bytes
             .map_or(DEFAULT_MAX_HEADER_BYTES, |s| s.0);
-        if max_header_bytes < 1024 {
-            report.error("server.max_header_bytes", "must be at least 1KiB");
+        // The contract promises clients at least 16 KiB of headers.
+        if max_header_bytes < 16 * 1024 {
+            report.error("server.max_header_bytes", "must be at least 16KiB");
         }
 
+        let credential_headers = if file.auth.forward_authorization {
+            Vec::new()
+        } else {
+            vec![http::header::AUTHORIZATION]
+        };
         let gate = router.map(|router| Gate {
             router,
             routes,
             identity_headers,
+            credential_headers,
             trusted_proxies,
             max_header_bytes,
             unmatched: metrics.route("(none)"),
@@ -198,6 +188,48 @@ impl Gate {
             (Err(problems), _) => Err(problems),
             (Ok(()), None) => Err(Problems::one("routes", "routes could not be built")),
         }
+    }
+}
+
+/// `rewrite`: prefixes are whole, normal paths (`/api/` strips like `/api`), so that what goes
+/// upstream is still a normal path.
+fn compile_rewrite(
+    rw: &tollgate_config::Rewrite,
+    route: usize,
+    report: &mut Report<'_>,
+) -> Rewrite {
+    let mut path = |key: &str, value: &Option<tollgate_config::Text>| {
+        let v = value.as_deref()?;
+        let trimmed = if v.len() > 1 {
+            v.trim_end_matches('/')
+        } else {
+            v
+        };
+        let normal =
+            v.starts_with('/') && tollgate_router::normalize(trimmed).is_ok_and(|n| n == trimmed);
+        if !normal {
+            report.error(
+                format!("routes[{route}].rewrite.{key}"),
+                "expected a normal path starting with / (no //, . or .. segments, no %2F)",
+            );
+        }
+        (trimmed != "/").then(|| trimmed.to_owned())
+    };
+    let strip_prefix = path("strip_prefix", &rw.strip_prefix);
+    let prefix = path("prefix", &rw.prefix);
+    let host = rw.host.as_deref().map(str::to_owned);
+    if let Some(h) = &host {
+        if h.is_empty()
+            || http::HeaderValue::from_str(h).is_err()
+            || h.contains(|c: char| c.is_whitespace())
+        {
+            report.error(format!("routes[{route}].rewrite.host"), "not a valid host");
+        }
+    }
+    Rewrite {
+        strip_prefix,
+        prefix,
+        host,
     }
 }
 
@@ -271,6 +303,15 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
         }
     }
     for (i, r) in file.routes.iter().enumerate() {
+        let captures_tenant = |p: &str| p.contains("{tenant}");
+        if captures_tenant(&r.matches.path)
+            || r.matches.host.as_deref().is_some_and(captures_tenant)
+        {
+            report.error(
+                format!("routes[{i}].match"),
+                format!("tenant isolation ({{tenant}} in a route) {LATER}"),
+            );
+        }
         if r.allow.is_some() {
             report.error(
                 format!("routes[{i}].allow"),
@@ -295,6 +336,30 @@ mod tests {
             strip_prefix: strip.map(str::to_owned),
             prefix: prefix.map(str::to_owned),
             host: None,
+        }
+    }
+
+    #[test]
+    fn rewrite_prefixes_are_trimmed_and_must_be_normal() {
+        let source = tollgate_config::SourceMap::default();
+        let mut report = Report::new(&source);
+        let rw = tollgate_config::Rewrite {
+            strip_prefix: Some("/api/".into()),
+            prefix: Some("/".into()),
+            host: None,
+        };
+        let compiled = compile_rewrite(&rw, 0, &mut report);
+        assert_eq!(compiled.path("/api/users"), "/users");
+        assert!(report.is_empty());
+        for bad in ["/v2/../x", "v2", "/v2//x", "/a%2Fb"] {
+            let rw = tollgate_config::Rewrite {
+                strip_prefix: None,
+                prefix: Some(bad.into()),
+                host: None,
+            };
+            let mut report = Report::new(&source);
+            compile_rewrite(&rw, 0, &mut report);
+            assert!(!report.is_empty(), "{bad}");
         }
     }
 

@@ -185,7 +185,12 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for name in &ctx.gate.identity_headers {
+        for name in ctx
+            .gate
+            .identity_headers
+            .iter()
+            .chain(&ctx.gate.credential_headers)
+        {
             upstream.remove_header(name);
         }
         if let Some(uri) = ctx.upstream_uri.take() {
@@ -262,10 +267,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .or(ctx.denied)
+        // A denial's own status, even when written as a gRPC status on an HTTP 200.
+        let status = ctx
+            .denied
+            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
         let elapsed = ctx.started.elapsed();
         let route = ctx.route();

@@ -14,30 +14,34 @@ pub struct Reloader {
     pub path: PathBuf,
     pub gate: Arc<ArcSwap<Gate>>,
     pub metrics: Arc<Metrics>,
-    /// The `listen` and `admin` sections the process started with: they change only on
-    /// restart or graceful upgrade.
-    pub listeners: String,
+    /// The settings the process started with that a reload cannot change.
+    pub restart_only: String,
 }
 
-/// What of a config fixes the listening sockets.
-pub fn listeners(file: &tollgate_config::File) -> String {
+/// The settings fixed at start: listening sockets, threads and shutdown behaviour.
+pub fn restart_only(file: &tollgate_config::File) -> String {
     format!(
-        "{:?} {:?} {:?}",
+        "{:?} {:?} {} {:?} {:?} {:?} {:?}",
         file.listen.http.as_deref(),
         file.listen.https.as_ref().map(|h| h.addr.as_str()),
-        file.admin.listen.as_deref()
+        file.listen.h2c,
+        file.admin.listen.as_deref(),
+        file.server.threads,
+        file.server.grace_period,
+        file.server.upgrade_sock.as_deref(),
     )
 }
 
 impl Reloader {
     pub fn reload(&self) -> Result<(), Problems> {
         let result = tollgate_config::load(&self.path).and_then(|loaded| {
-            if listeners(&loaded.file) != self.listeners {
+            let gate = Gate::build(&loaded, &self.metrics)?;
+            if restart_only(&loaded.file) != self.restart_only {
                 tracing::warn!(
-                    "listener addresses changed: they take effect on restart or graceful upgrade"
+                    "listen, admin.listen, server.threads, server.grace_period or server.upgrade_sock changed: they take effect on restart or graceful upgrade"
                 );
             }
-            Gate::build(&loaded, &self.metrics)
+            Ok(gate)
         });
         match result {
             Ok(gate) => {

@@ -33,6 +33,18 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     };
     let file = &loaded.file;
     let gate = Arc::new(ArcSwap::from_pointee(gate));
+    let http = file.listen.http.as_deref().unwrap_or(DEFAULT_HTTP);
+    let admin_addr = file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
+    // Pingora retries a busy port for half a minute and then serves without that listener;
+    // a port we cannot have is a start-up error. (An upgrade inherits the sockets instead.)
+    if !upgrade {
+        for (key, addr) in [("listen.http", http), ("admin.listen", admin_addr)] {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                eprintln!("error: {key}: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     let grace_period = file
         .server
@@ -70,7 +82,7 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         path: path.clone(),
         gate: gate.clone(),
         metrics: metrics.clone(),
-        listeners: crate::reload::listeners(file),
+        restart_only: crate::reload::restart_only(file),
     };
     if let Err(e) = reloader.on_sighup() {
         eprintln!("error: cannot install the SIGHUP handler: {e}");
@@ -95,10 +107,8 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
-    let http = file.listen.http.as_deref().unwrap_or(DEFAULT_HTTP);
     proxy.add_tcp(http);
 
-    let admin_addr = file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
     let mut admin = Service::new("tollgate admin".to_owned(), AdminApp { gate, metrics });
     admin.add_tcp(admin_addr);
 

@@ -29,8 +29,8 @@ routes:
     match: {{ path: /api/users/me }}
     upstream: admin
     auth: none
-  - name: tenant-host
-    match: {{ path: /api/users/me, host: "{{tenant}}.example.com" }}
+  - name: wildcard-host
+    match: {{ path: /api/users/me, host: "*.example.com" }}
     upstream: public
     auth: none
   - name: exact-host
@@ -77,7 +77,7 @@ fn most_specific_route_wins_whatever_the_declaration_order() {
 }
 
 #[test]
-fn host_patterns_take_precedence_exact_then_tenant_then_none() {
+fn host_patterns_take_precedence_exact_then_wildcard_then_none() {
     let (p, a) = (Upstream::start("public"), Upstream::start("admin"));
     let gw = gateway(&p, &a);
     assert_eq!(get(&gw, "/api/users/me", "api.example.com").1, "exact-host");
@@ -87,9 +87,13 @@ fn host_patterns_take_precedence_exact_then_tenant_then_none() {
     );
     assert_eq!(
         get(&gw, "/api/users/me", "acme.example.com").1,
-        "tenant-host"
+        "wildcard-host"
     );
-    assert_eq!(get(&gw, "/api/users/me", "a.b.example.com").1, "user-me");
+    assert_eq!(
+        get(&gw, "/api/users/me", "a.b.example.com").1,
+        "wildcard-host"
+    );
+    assert_eq!(get(&gw, "/api/users/me", "example.com").1, "user-me");
     // A host's routes do not hide less specific hosts' other paths.
     assert_eq!(get(&gw, "/api/public/x", "api.example.com").1, "public");
 }
@@ -226,4 +230,18 @@ fn host_header_disagreeing_with_an_absolute_target_is_400() {
         "absolute-form goes upstream in origin-form"
     );
     assert_eq!(r.served_by(), "admin");
+}
+
+#[test]
+fn dot_segments_with_parameters_are_400() {
+    let (p, a) = (Upstream::start("public"), Upstream::start("admin"));
+    let gw = gateway(&p, &a);
+    for attack in [
+        "/api/public/..;/admin/x",
+        "/api/public/%2e%2e;jsessionid=1/admin",
+        "/api/public/.;/x",
+    ] {
+        assert_eq!(gw.get(attack).status, 400, "{attack}");
+    }
+    assert_eq!(get(&gw, "/api/public/a;b", "x").2, "/api/public/a;b");
 }

@@ -200,3 +200,46 @@ fn oversized_headers_are_431_and_oversized_bodies_413() {
         (200, Some(512))
     );
 }
+
+#[test]
+fn authorization_is_stripped_unless_forward_authorization_is_set() {
+    let u = Upstream::start("u");
+    let req = "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer abc.def.ghi\r\nConnection: close\r\n\r\n";
+    let gw = Gateway::start(&one_route(&format!("\"{}\"", u.addr), "", ""));
+    assert_eq!(
+        gw.send(req).json()["headers"]["authorization"],
+        serde_json::Value::Null
+    );
+    drop(gw);
+    let mut yaml = one_route(&format!("\"{}\"", u.addr), "", "");
+    yaml.push_str("auth:\n  forward_authorization: true\n");
+    let gw = Gateway::start(&yaml);
+    assert_eq!(
+        gw.send(req).json()["headers"]["authorization"],
+        "Bearer abc.def.ghi"
+    );
+}
+
+#[test]
+fn a_busy_port_is_a_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tollgate_tests::temp_dir();
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\nadmin:\n  listen: \"127.0.0.1:{}\"\nupstreams:\n  u: {{ targets: [\"127.0.0.1:1\"] }}\nroutes:\n  - name: r\n    match: {{ path: /* }}\n    upstream: u\n    auth: none\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(tollgate_tests::binary())
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: listen.http: cannot listen on"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -57,6 +57,10 @@ fn errors_name_yaml_path_and_line_and_exit_1() {
             "routes:\n  - name: a\n    match: { path: /a }\n    upstream: users\n    auth: none\n    allow: { roles: [admin] }\n",
             "error: routes[0].allow (line 9): authorization rules is not supported by this build",
         ),
+        (
+            "routes:\n  - name: a\n    match: { path: /a, host: \"{tenant}.example.com\" }\n    upstream: users\n    auth: none\n",
+            "error: routes[0].match (line 6): tenant isolation ({tenant} in a route) is not supported by this build",
+        ),
     ];
     for (body, want) in cases {
         let (code, out) = validate(&format!("{UPSTREAMS}{body}"));

@@ -33,7 +33,11 @@ pub fn expand_with(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name in ${{{name}}}"));
             }
-            match (lookup(name), default) {
+            // As in the shell, `:-` also replaces a variable that is set but empty.
+            match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
@@ -71,7 +75,8 @@ mod tests {
         );
         assert_eq!(expand_with("${MISSING:-50ms}", env).unwrap(), "50ms");
         assert_eq!(expand_with("${HOST:-other}", env).unwrap(), "example.com");
-        assert_eq!(expand_with("${EMPTY:-d}", env).unwrap(), "");
+        assert_eq!(expand_with("${EMPTY:-d}", env).unwrap(), "d");
+        assert_eq!(expand_with("${EMPTY}", env).unwrap(), "");
         assert_eq!(expand_with("no vars", env).unwrap(), "no vars");
         assert_eq!(
             expand_with("cost: $5 and $$HOME", env).unwrap(),

@@ -58,7 +58,13 @@ pub fn parse(text: &str) -> Result<Loaded, Problems> {
     let file = match parsed {
         Ok(file) => file,
         Err(e) => {
-            let path = error_path.filter(|p| p != ".");
+            // `?` stands for a key serde could not name (a duplicate, say): cut the path there.
+            let path = error_path
+                .map(|p| match p.find(".?") {
+                    Some(cut) => p[..cut].to_owned(),
+                    None => p,
+                })
+                .filter(|p| p != "." && p != "?");
             let line = path
                 .as_deref()
                 .and_then(|p| source.line(p))

@@ -13,11 +13,20 @@ use crate::env::expand;
 
 /// A string value after `${VAR}` substitution.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Text(pub String);
+pub struct Text(pub String, Option<Box<str>>);
 
 impl Text {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The value for an error message: quoted as written in the file when it came from the
+    /// environment (so a secret is never echoed), else the value itself, quoted.
+    pub fn quoted(&self) -> String {
+        match &self.1 {
+            Some(raw) => format!("{raw:?}"),
+            None => format!("{:?}", self.0),
+        }
     }
 }
 
@@ -37,14 +46,16 @@ impl fmt::Debug for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(s.to_owned())
+        Text(s.to_owned(), None)
     }
 }
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        expand(&raw).map(Text).map_err(D::Error::custom)
+        let value = expand(&raw).map_err(D::Error::custom)?;
+        let substituted = (value != raw).then(|| raw.into_boxed_str());
+        Ok(Text(value, substituted))
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use crate::load::Loaded;
 use crate::problem::{Problems, Report};
 use crate::schema::{AuthMode, File, Route};
+use crate::units::Text;
 
 pub fn check(loaded: &Loaded) -> Result<(), Problems> {
     let mut report = loaded.report();
@@ -39,26 +40,29 @@ fn listeners(file: &File, report: &mut Report<'_>) {
             report.error(
                 format!("server.trusted_proxies[{i}]"),
                 format!(
-                    "expected an IP address or CIDR range, got {:?}",
-                    cidr.as_str()
+                    "expected an IP address or CIDR range, got {}",
+                    cidr.quoted()
                 ),
             );
         }
     }
 }
 
-fn socket_addr(addr: &str, path: &str, report: &mut Report<'_>) {
+fn socket_addr(addr: &Text, path: &str, report: &mut Report<'_>) {
     if addr.parse::<SocketAddr>().is_err() {
         report.error(
             path,
-            format!("expected an address such as 127.0.0.1:8080 or [::1]:8080, got {addr:?}"),
+            format!(
+                "expected an address such as 127.0.0.1:8080 or [::1]:8080, got {}",
+                addr.quoted()
+            ),
         );
     }
 }
 
 /// `host:port` with a port; the host is resolved when the upstream pool is built.
 pub fn target_error(target: &str) -> Option<String> {
-    let bad = || Some(format!("expected host:port, got {target:?}"));
+    let bad = || Some("expected host:port".to_owned());
     if target.parse::<SocketAddr>().is_ok() {
         return None;
     }
@@ -98,9 +102,9 @@ fn upstreams(file: &File, report: &mut Report<'_>) {
         for (i, target) in upstream.targets.iter().enumerate() {
             let tpath = format!("{path}.targets[{i}]");
             if let Some(e) = target_error(target) {
-                report.error(&tpath, e);
+                report.error(&tpath, format!("{e}, got {}", target.quoted()));
             } else if !seen.insert(target.as_str()) {
-                report.error(&tpath, format!("duplicate target {:?}", target.as_str()));
+                report.error(&tpath, format!("duplicate target {}", target.quoted()));
             }
         }
     }
@@ -127,20 +131,20 @@ fn routes(file: &File, report: &mut Report<'_>) {
             report.error(
                 format!("{path}.name"),
                 format!(
-                    "route name {:?} may use only letters, digits, '-', '_' and '.'",
-                    route.name.as_str()
+                    "route name {} may use only letters, digits, '-', '_' and '.'",
+                    route.name.quoted()
                 ),
             );
         } else if !names.insert(route.name.as_str()) {
             report.error(
                 format!("{path}.name"),
-                format!("duplicate route name {:?}", route.name.as_str()),
+                format!("duplicate route name {}", route.name.quoted()),
             );
         }
         if !file.upstreams.contains_key(route.upstream.as_str()) {
             report.error(
                 format!("{path}.upstream"),
-                format!("unknown upstream {:?}", route.upstream.as_str()),
+                format!("unknown upstream {}", route.upstream.quoted()),
             );
         }
         if route.auth != AuthMode::None && !has_credentials {
@@ -157,7 +161,7 @@ fn routes(file: &File, report: &mut Report<'_>) {
                         crate::schema::OneOrMany::One(_) => format!("{path}.rate_limit"),
                         crate::schema::OneOrMany::Many(_) => format!("{path}.rate_limit[{j}]"),
                     };
-                    report.error(p, format!("unknown rate limit policy {:?}", name.as_str()));
+                    report.error(p, format!("unknown rate limit policy {}", name.quoted()));
                 }
             }
         }
@@ -184,7 +188,7 @@ fn methods(route: &Route, path: &str, report: &mut Report<'_>) {
         if !token {
             report.error(
                 format!("{path}.match.methods[{j}]"),
-                format!("not an HTTP method: {:?}", m.as_str()),
+                format!("not an HTTP method: {}", m.quoted()),
             );
         }
     }
@@ -323,6 +327,18 @@ mod tests {
                 && e[0].contains("TOLLGATE_TEST_UNSET_VAR is not set"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn substituted_values_are_never_echoed_in_any_error() {
+        std::env::set_var("TOLLGATE_TEST_SECRET_ADDR", "s3cr3t-value");
+        let yaml = format!("listen:\n  http: \"${{TOLLGATE_TEST_SECRET_ADDR}}\"\n{BASE}routes:\n  - name: \"${{TOLLGATE_TEST_SECRET_ADDR}}\"\n    match: {{ path: /a }}\n    upstream: \"${{TOLLGATE_TEST_SECRET_ADDR}}\"\n    auth: none\n");
+        let e = errors(&yaml);
+        assert_eq!(e.len(), 2, "{e:?}");
+        for line in &e {
+            assert!(!line.contains("s3cr3t"), "{line}");
+            assert!(line.contains("${TOLLGATE_TEST_SECRET_ADDR}"), "{line}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub enum PathError {
     AboveRoot,
     ControlByte,
     BadEscape,
+    DotSegmentParameters,
 }
 
 impl fmt::Display for PathError {
@@ -29,6 +30,7 @@ impl fmt::Display for PathError {
             PathError::AboveRoot => "path goes above the root",
             PathError::ControlByte => "control character in path",
             PathError::BadEscape => "malformed percent-escape in path",
+            PathError::DotSegmentParameters => "dot segment with ; parameters in path",
         })
     }
 }
@@ -59,7 +61,7 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         match b {
             0..=0x1f | 0x7f => return Err(PathError::ControlByte),
             b'\\' => return Err(PathError::Backslash),
-            b'%' => needs_work = true,
+            b'%' | b';' => needs_work = true,
             b'/' if matches!(bytes.get(i + 1), Some(b'/') | Some(b'.')) => needs_work = true,
             _ => {}
         }
@@ -119,11 +121,18 @@ fn utf8_len(first: u8) -> usize {
 }
 
 /// RFC 3986 §5.2.4, with empty segments (`//`) dropped and `..` above the root refused.
+/// A dot segment carrying `;` parameters (`..;/`) is refused: Servlet containers resolve it as
+/// `..` after routing, a known way past path rules (CVE-2020-1957 and kin).
 fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     let mut stack: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for seg in path.split('/').skip(1) {
         trailing_slash = false;
+        if let Some((dots, _)) = seg.split_once(';') {
+            if dots == "." || dots == ".." {
+                return Err(PathError::DotSegmentParameters);
+            }
+        }
         match seg {
             "" => trailing_slash = true,
             "." => trailing_slash = true,
@@ -199,6 +208,20 @@ mod tests {
         ("/.hidden", Ok("/.hidden")),
         ("/a/..b", Ok("/a/..b")),
         ("/a/...", Ok("/a/...")),
+        (
+            "/api/public/..;/admin",
+            Err(PathError::DotSegmentParameters),
+        ),
+        (
+            "/api/public/.;x/admin",
+            Err(PathError::DotSegmentParameters),
+        ),
+        (
+            "/api/public/%2e%2e;/admin",
+            Err(PathError::DotSegmentParameters),
+        ),
+        ("/api/a;b/c", Ok("/api/a;b/c")),
+        ("/api/..a;/c", Ok("/api/..a;/c")),
     ];
 
     #[test]

@@ -16,7 +16,7 @@ pub struct PathPattern {
 
 pub fn parse_path(pattern: &str) -> Result<PathPattern, String> {
     let Some(rest) = pattern.strip_prefix('/') else {
-        return Err(format!("path pattern must start with /, got {pattern:?}"));
+        return Err("path pattern must start with /".to_owned());
     };
     let (body, wildcard) = match rest.strip_suffix('*') {
         Some(body) if body.is_empty() || body.ends_with('/') => (body.trim_end_matches('/'), true),
@@ -96,9 +96,7 @@ pub fn parse_host(pattern: &str) -> Result<HostPattern, String> {
     } else if tenants == 0 && labels.iter().all(|l| label_ok(l)) {
         return Ok(HostPattern::Exact(host));
     }
-    Err(format!(
-        "expected a host name, *.domain or a name with one {{tenant}} label, got {pattern:?}"
-    ))
+    Err("expected a host name, *.domain or a name with one {tenant} label".to_owned())
 }
 
 impl HostPattern {
