@@ -20,6 +20,7 @@ const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 pub struct Gate {
     pub router: Router,
     pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Every header named in any `forward_headers`: removed from every request, so that a
     /// client can never forge an identity header.
     pub identity_headers: Vec<HeaderName>,
@@ -74,16 +75,31 @@ impl Rewrite {
 
 impl Gate {
     /// Compiles a checked config. Every problem names its YAML path and line.
-    pub fn build(loaded: &Loaded, metrics: &Metrics) -> Result<Gate, Problems> {
+    ///
+    /// With a `runtime`, health checks start there. Upstreams whose config is unchanged from
+    /// the `previous` gate are kept as they are, health state and all.
+    pub fn build(
+        loaded: &Loaded,
+        metrics: &Metrics,
+        runtime: Option<&tokio::runtime::Handle>,
+        previous: Option<&Gate>,
+    ) -> Result<Gate, Problems> {
         let mut report = loaded.report();
         let file = &loaded.file;
         not_built_yet(loaded, &mut report);
 
         let mut upstreams = BTreeMap::new();
         for (name, config) in &file.upstreams {
-            match Upstream::build(name, config) {
+            let unchanged = previous
+                .and_then(|p| p.upstreams.get(name))
+                .filter(|u| u.config == *config);
+            if let Some(upstream) = unchanged {
+                upstreams.insert(name.clone(), upstream.clone());
+                continue;
+            }
+            match Upstream::build(name, config, runtime) {
                 Ok(u) => {
-                    upstreams.insert(name.as_str(), Arc::new(u));
+                    upstreams.insert(name.clone(), Arc::new(u));
                 }
                 Err(e) => report.error(format!("upstreams.{name}.targets"), e),
             }
@@ -177,6 +193,7 @@ impl Gate {
         let gate = router.map(|router| Gate {
             router,
             routes,
+            upstreams,
             identity_headers,
             credential_headers,
             trusted_proxies,
@@ -293,12 +310,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
             report.error(
                 format!("upstreams.{name}.tls"),
                 format!("TLS to upstreams {LATER}"),
-            );
-        }
-        if u.health_check.is_some() {
-            report.error(
-                format!("upstreams.{name}.health_check"),
-                format!("active health checks {LATER}"),
             );
         }
     }

@@ -59,8 +59,9 @@ fn main() -> ExitCode {
 
 fn validate(path: &std::path::Path) -> ExitCode {
     let metrics = tollgate_admin::Metrics::new();
-    let checked = tollgate_config::load(path)
-        .and_then(|loaded| gate::Gate::build(&loaded, &metrics).map(|gate| (loaded, gate)));
+    let checked = tollgate_config::load(path).and_then(|loaded| {
+        gate::Gate::build(&loaded, &metrics, None, None).map(|gate| (loaded, gate))
+    });
     match checked {
         Ok((loaded, gate)) => {
             println!(

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tollgate_config::AuthMode;
 
@@ -45,6 +46,8 @@ pub struct RequestCtx {
     /// Status of an answer the gateway made itself.
     denied: Option<u16>,
     body_bytes: u64,
+    /// A failed connection was retried on another target already.
+    connect_retried: bool,
     _in_flight: InFlightGuard,
 }
 
@@ -106,6 +109,7 @@ impl ProxyHttp for Gateway {
             trusted_peer: false,
             denied: None,
             body_bytes: 0,
+            connect_retried: false,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -170,13 +174,43 @@ impl ProxyHttp for Gateway {
             IpAddr::V6(ip) => ip.octets(),
         };
         let Some(backend) = route.upstream.select(&key) else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no upstream target available");
+            // After a refusal with nowhere else to go, the refusal is the answer (502); with
+            // every target out of rotation from the start, there is no upstream (503).
+            let status = if ctx.connect_retried { 502 } else { 503 };
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                "no upstream target available",
+            );
         };
         Ok(Box::new(crate::upstream::Upstream::peer(
             &backend,
             route.connect_timeout,
             route.read_timeout,
         )))
+    }
+
+    /// A target that refused the connection leaves the rotation at once; the request, of
+    /// which nothing was sent, is tried once more on another target.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if matches!(
+            e.etype(),
+            ErrorType::ConnectRefused | ErrorType::ConnectNoRoute
+        ) {
+            if let Some(route) = ctx.route() {
+                route.upstream.refused(peer.address());
+            }
+        }
+        if !ctx.connect_retried {
+            ctx.connect_retried = true;
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -230,6 +264,7 @@ impl ProxyHttp for Gateway {
             ErrorType::HTTPStatus(413) => {
                 Some(Denial::new(413, "payload_too_large", "request body is too large").closing())
             }
+            ErrorType::HTTPStatus(502) => Some(Denial::bad_gateway()),
             ErrorType::HTTPStatus(503) => Some(Denial::no_upstream()),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 Some(Denial::gateway_timeout())

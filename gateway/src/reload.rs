@@ -14,6 +14,8 @@ pub struct Reloader {
     pub path: PathBuf,
     pub gate: Arc<ArcSwap<Gate>>,
     pub metrics: Arc<Metrics>,
+    /// Where background work of a gate (health checks) runs.
+    pub runtime: tokio::runtime::Handle,
     /// The settings the process started with that a reload cannot change.
     pub restart_only: String,
 }
@@ -35,7 +37,8 @@ pub fn restart_only(file: &tollgate_config::File) -> String {
 impl Reloader {
     pub fn reload(&self) -> Result<(), Problems> {
         let result = tollgate_config::load(&self.path).and_then(|loaded| {
-            let gate = Gate::build(&loaded, &self.metrics)?;
+            let previous = self.gate.load();
+            let gate = Gate::build(&loaded, &self.metrics, Some(&self.runtime), Some(&previous))?;
             if restart_only(&loaded.file) != self.restart_only {
                 tracing::warn!(
                     "listen, admin.listen, server.threads, server.grace_period or server.upgrade_sock changed: they take effect on restart or graceful upgrade"

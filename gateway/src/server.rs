@@ -27,7 +27,21 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         Ok(loaded) => loaded,
         Err(problems) => return refuse(&problems),
     };
-    let gate = match Gate::build(&loaded, &metrics) {
+    // Background work of the gate (health checks, later key refreshes) runs here, beside
+    // Pingora's own runtimes.
+    let background = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-bg")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the background runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gate = match Gate::build(&loaded, &metrics, Some(background.handle()), None) {
         Ok(gate) => gate,
         Err(problems) => return refuse(&problems),
     };
@@ -82,6 +96,7 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         path: path.clone(),
         gate: gate.clone(),
         metrics: metrics.clone(),
+        runtime: background.handle().clone(),
         restart_only: crate::reload::restart_only(file),
     };
     if let Err(e) = reloader.on_sighup() {

@@ -81,6 +81,11 @@ fn refused_connection_is_502_json() {
     assert_eq!(r.json()["error"], "bad_gateway");
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.header("x-request-id").is_some());
+    // The target is now out of rotation for a while: no upstream is available.
+    let r = gw.get("/x");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
 }
 
 #[test]

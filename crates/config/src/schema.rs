@@ -71,7 +71,7 @@ pub enum Readiness {
     Listener,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub targets: Vec<Text>,
@@ -101,14 +101,14 @@ pub enum Protocol {
     Http2,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     pub sni: Option<Text>,
     pub ca_file: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     pub path: Option<Text>,
@@ -118,7 +118,7 @@ pub struct HealthCheck {
     pub healthy_after: Option<u32>,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     pub connect: Option<Duration>,

@@ -115,12 +115,7 @@ impl Size {
             "MiB" => 1 << 20,
             "GB" | "G" => 1_000_000_000,
             "GiB" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "unknown size unit {:?} (use B, KiB, MiB, GiB, KB, MB, GB)",
-                    unit.trim()
-                ))
-            }
+            _ => return Err("unknown size unit (use B, KiB, MiB, GiB, KB, MB, GB)".to_owned()),
         };
         n.checked_mul(multiplier)
             .map(Size)

@@ -98,6 +98,25 @@ fn upstreams(file: &File, report: &mut Report<'_>) {
                 "an upstream needs at least one target",
             );
         }
+        if let Some(check) = &upstream.health_check {
+            let hpath = format!("{path}.health_check");
+            if check.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                report.error(format!("{hpath}.path"), "expected a path starting with /");
+            }
+            for (key, value) in [("interval", check.interval), ("timeout", check.timeout)] {
+                if value.is_some_and(|d| d.0.is_zero()) {
+                    report.error(format!("{hpath}.{key}"), "must be longer than 0s");
+                }
+            }
+            for (key, value) in [
+                ("unhealthy_after", check.unhealthy_after),
+                ("healthy_after", check.healthy_after),
+            ] {
+                if value == Some(0) {
+                    report.error(format!("{hpath}.{key}"), "must be at least 1");
+                }
+            }
+        }
         let mut seen = HashSet::new();
         for (i, target) in upstream.targets.iter().enumerate() {
             let tpath = format!("{path}.targets[{i}]");

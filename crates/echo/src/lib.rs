@@ -2,7 +2,8 @@
 //! `{"server": NAME, "method": .., "uri": .., "headers": {..}, "body_bytes": N}`.
 //!
 //! Used by the end-to-end tests, the benchmark and the runnable example. Two request headers
-//! steer it: `x-echo-status: 503` picks the status, `x-echo-delay-ms: 2000` waits first.
+//! steer it: `x-echo-status: 503` picks the status, `x-echo-delay-ms: 2000` waits first; a
+//! path `/echo-status/503` picks the status as well.
 #![deny(clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -58,7 +59,14 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
     };
+    // `/echo-status/503` answers 503 too: for health checks, which send no headers of ours.
+    let path_status = req
+        .uri()
+        .path()
+        .strip_prefix("/echo-status/")
+        .and_then(|s| s.parse::<u64>().ok());
     let status = header("x-echo-status")
+        .or(path_status)
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);

@@ -43,7 +43,7 @@ fn segment(seg: &str, is_last: bool) -> Result<Segment, String> {
         return if ok {
             Ok(Segment::Param(name.to_owned()))
         } else {
-            Err(format!("invalid parameter name {{{name}}}"))
+            Err("a {parameter} name may use only letters, digits and _".to_owned())
         };
     }
     if seg.is_empty() && !is_last {
@@ -52,12 +52,14 @@ fn segment(seg: &str, is_last: bool) -> Result<Segment, String> {
     if seg == "." || seg == ".." {
         return Err("path pattern may not contain . or .. segments".to_owned());
     }
-    if let Some(bad) = seg.chars().find(|c| {
+    let bad = |c: char| {
         matches!(c, '{' | '}' | '*' | '%' | '\\' | '?' | '#') || c.is_control() || c.is_whitespace()
-    }) {
-        return Err(format!(
-            "character {bad:?} is not allowed in a literal path segment"
-        ));
+    };
+    if seg.chars().any(bad) {
+        return Err(
+            "a literal path segment may not contain { } * % \\ ? #, spaces or control characters"
+                .to_owned(),
+        );
     }
     Ok(Segment::Literal(seg.to_owned()))
 }
