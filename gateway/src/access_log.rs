@@ -1,11 +1,9 @@
-//! The access log: one JSON object per request on stdout, written by a thread of its own so
-//! that no request waits on the terminal or a pipe. A full queue drops lines (counted in
+//! The access log: one JSON object per request on stdout, written in batches by a thread of its
+//! own so that no request waits on the terminal or a pipe. A full queue drops lines (counted in
 //! `tollgate_access_log_dropped_total`) rather than slowing requests.
 
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -37,75 +35,77 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&text)
 }
 
-enum Msg {
-    Line(Box<Entry>),
-    Flush(SyncSender<()>),
+/// Lines wait here until the writer takes the whole batch: a request only pushes onto a
+/// vector under an uncontended lock. (A channel would wake the writer thread for every line, a
+/// context switch per request on a busy core.)
+struct Shared {
+    queue: Mutex<Vec<Entry>>,
+    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    metrics: Arc<Metrics>,
 }
 
+/// At most this many lines wait; past it lines are dropped and counted.
+const QUEUE_LIMIT: usize = 64 * 1024;
+/// How often the writer takes a batch.
+const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+
 pub struct AccessLog {
-    tx: SyncSender<Msg>,
-    metrics: Arc<Metrics>,
-    _writer: JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl AccessLog {
     pub fn start(metrics: Arc<Metrics>) -> std::io::Result<AccessLog> {
-        let (tx, rx) = sync_channel(64 * 1024);
-        let writer = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || write_lines(rx))?;
-        Ok(AccessLog {
-            tx,
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::with_capacity(1024)),
+            out: Mutex::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            )),
             metrics,
-            _writer: writer,
-        })
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(WRITE_INTERVAL);
+                writer.write_batch();
+            })?;
+        Ok(AccessLog { shared })
     }
 
     pub fn log(&self, entry: Entry) {
-        match self.tx.try_send(Msg::Line(Box::new(entry))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.metrics.access_log_dropped()
-            }
+        let mut queue = lock(&self.shared.queue);
+        if queue.len() < QUEUE_LIMIT {
+            queue.push(entry);
+        } else {
+            drop(queue);
+            self.shared.metrics.access_log_dropped();
         }
     }
 
-    /// Waits (bounded) until every line queued so far is written and flushed.
+    /// Writes and flushes every line queued so far, on the calling thread.
     pub fn flush(&self) {
-        let (ack_tx, ack_rx) = sync_channel(1);
-        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(Duration::from_secs(5));
-        }
+        self.shared.write_batch();
     }
 }
 
-fn write_lines(rx: Receiver<Msg>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    loop {
-        // Block for the next message, then write whatever else is queued, then flush: lines
-        // reach stdout as soon as the queue runs dry, in batches under load.
-        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(msg) => msg,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut next = Some(msg);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Line(entry) => {
-                    if serde_json::to_writer(&mut out, &entry).is_ok() {
-                        let _ = out.write_all(b"\n");
-                    }
-                }
-                Msg::Flush(ack) => {
-                    let _ = out.flush();
-                    let _ = ack.try_send(());
-                }
+impl Shared {
+    fn write_batch(&self) {
+        let batch = std::mem::take(&mut *lock(&self.queue));
+        if batch.is_empty() {
+            return;
+        }
+        let mut out = lock(&self.out);
+        for entry in &batch {
+            if serde_json::to_writer(&mut *out, entry).is_ok() {
+                let _ = out.write_all(b"\n");
             }
-            next = rx.try_recv().ok();
         }
         let _ = out.flush();
     }
-    let _ = out.flush();
+}
+
+/// A poisoned lock still holds a usable queue: a panic elsewhere must not stop the log.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
