@@ -165,6 +165,9 @@ impl Gate {
             });
         }
 
+        if let Some(https) = &file.listen.https {
+            tls_files(&https.cert, &https.key, &mut report);
+        }
         let identity_headers = identity_headers(loaded, &mut report);
         let trusted_proxies = file
             .server
@@ -205,6 +208,22 @@ impl Gate {
             (Err(problems), _) => Err(problems),
             (Ok(()), None) => Err(Problems::one("routes", "routes could not be built")),
         }
+    }
+}
+
+/// The listener's certificate chain and key must load now: Pingora panics on bad ones when
+/// the listener starts.
+fn tls_files(cert: &str, key: &str, report: &mut Report<'_>) {
+    match pingora::tls::load_certs_and_key_files(cert, key) {
+        Ok(Some(_)) => {}
+        Ok(None) => report.error(
+            "listen.https.cert",
+            "no certificate or no private key found in listen.https.cert / listen.https.key",
+        ),
+        Err(e) => report.error(
+            "listen.https",
+            format!("cannot load the certificate or key: {e}"),
+        ),
     }
 }
 
@@ -292,9 +311,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     }
     if file.redis.is_some() {
         report.error("redis", format!("the redis backend {LATER}"));
-    }
-    if file.listen.https.is_some() {
-        report.error("listen.https", format!("TLS listeners {LATER}"));
     }
     if file.listen.h2c {
         report.error("listen.h2c", format!("cleartext HTTP/2 {LATER}"));

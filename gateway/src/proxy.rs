@@ -43,6 +43,8 @@ pub struct RequestCtx {
     client: IpAddr,
     forwarded_for: String,
     trusted_peer: bool,
+    /// The client connected over TLS.
+    tls: bool,
     /// Status of an answer the gateway made itself.
     denied: Option<u16>,
     body_bytes: u64,
@@ -107,6 +109,7 @@ impl ProxyHttp for Gateway {
             client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             forwarded_for: String::new(),
             trusted_peer: false,
+            tls: false,
             denied: None,
             body_bytes: 0,
             connect_retried: false,
@@ -132,6 +135,7 @@ impl ProxyHttp for Gateway {
         ctx.client = fwd.client;
         ctx.forwarded_for = fwd.header;
         ctx.trusted_peer = fwd.trusted_peer;
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
         match self.admit(session, ctx) {
             Ok(()) => Ok(false),
@@ -238,7 +242,7 @@ impl ProxyHttp for Gateway {
         }
         upstream.insert_header("x-forwarded-for", ctx.forwarded_for.as_str())?;
         if !ctx.trusted_peer || upstream.headers.get("x-forwarded-proto").is_none() {
-            upstream.insert_header("x-forwarded-proto", "http")?;
+            upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())

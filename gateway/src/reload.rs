@@ -25,7 +25,10 @@ pub fn restart_only(file: &tollgate_config::File) -> String {
     format!(
         "{:?} {:?} {} {:?} {:?} {:?} {:?}",
         file.listen.http.as_deref(),
-        file.listen.https.as_ref().map(|h| h.addr.as_str()),
+        file.listen
+            .https
+            .as_ref()
+            .map(|h| (h.addr.as_str(), h.cert.as_str(), h.key.as_str())),
         file.listen.h2c,
         file.admin.listen.as_deref(),
         file.server.threads,

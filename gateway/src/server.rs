@@ -52,7 +52,15 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     // Pingora retries a busy port for half a minute and then serves without that listener;
     // a port we cannot have is a start-up error. (An upgrade inherits the sockets instead.)
     if !upgrade {
-        for (key, addr) in [("listen.http", http), ("admin.listen", admin_addr)] {
+        let https = file
+            .listen
+            .https
+            .as_ref()
+            .map(|h| ("listen.https.addr", h.addr.as_str()));
+        let listeners = [("listen.http", http), ("admin.listen", admin_addr)]
+            .into_iter()
+            .chain(https);
+        for (key, addr) in listeners {
             if let Err(e) = std::net::TcpListener::bind(addr) {
                 eprintln!("error: {key}: cannot listen on {addr}: {e}");
                 return ExitCode::FAILURE;
@@ -123,6 +131,21 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     proxy.add_tcp(http);
+    if let Some(https) = &file.listen.https {
+        // HTTP/1.1 and HTTP/2 by ALPN. Pingora's rustls listener takes one certificate chain:
+        // no SNI-based choice among several, and a new certificate needs a restart or a
+        // graceful upgrade.
+        let mut tls =
+            match pingora::listeners::tls::TlsSettings::intermediate(&https.cert, &https.key) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("error: listen.https: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&https.addr, None, tls);
+    }
 
     let mut admin = Service::new("tollgate admin".to_owned(), AdminApp { gate, metrics });
     admin.add_tcp(admin_addr);

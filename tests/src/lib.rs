@@ -101,10 +101,21 @@ impl Gateway {
 
     /// Like [`Gateway::start`], but returns the process's stderr if it exits instead.
     pub fn try_start(yaml: &str) -> Result<Gateway, String> {
+        Gateway::try_start_with_listen("", yaml)
+    }
+
+    /// Like [`Gateway::start`] with more lines for the `listen` section (e.g. `  https: ...`).
+    pub fn start_with_listen(listen: &str, yaml: &str) -> Gateway {
+        Gateway::try_start_with_listen(listen, yaml)
+            .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
+    }
+
+    fn try_start_with_listen(listen: &str, yaml: &str) -> Result<Gateway, String> {
         let dir = temp_dir();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut config = format!("listen:\n  http: \"{http}\"\nadmin:\n  listen: \"{admin}\"\n");
+        let mut config =
+            format!("listen:\n  http: \"{http}\"\n{listen}admin:\n  listen: \"{admin}\"\n");
         if !yaml.lines().any(|l| l.starts_with("server:")) {
             config.push_str("server:\n  grace_period: 0s\n");
         }

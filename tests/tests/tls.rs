@@ -1,0 +1,95 @@
+//! The TLS listener: HTTP/1.1 and HTTP/2 by ALPN, certificates from a CA the test makes.
+
+use std::path::Path;
+use std::process::Command;
+
+use tollgate_tests::{free_port, temp_dir, validate, Gateway, Upstream};
+
+/// Writes ca.pem, cert.pem and key.pem (for `localhost`) into `dir`.
+fn make_certs(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "tollgate test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+/// curl over TLS, trusting only the test CA: (HTTP version, status, body).
+fn curl(dir: &Path, port: u16, http2: bool) -> (String, u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(if http2 { "--http2" } else { "--http1.1" })
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .arg(format!("https://localhost:{port}/api/x"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, meta) = text.rsplit_once('\n').unwrap_or_else(|| {
+        panic!(
+            "curl said {text:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let (version, status) = meta.split_once(' ').unwrap();
+    (
+        version.to_owned(),
+        status.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn https_listener_serves_http1_and_http2_by_alpn() {
+    let dir = temp_dir();
+    make_certs(&dir);
+    let u = Upstream::start("u");
+    let port = free_port();
+    let yaml = format!(
+        "upstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: r\n    match: {{ path: /api/* }}\n    upstream: u\n    auth: none\n",
+        u.addr
+    );
+    let gw = Gateway::start_with_listen(
+        &format!(
+            "  https: {{ addr: \"127.0.0.1:{port}\", cert: \"{}\", key: \"{}\" }}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+        &yaml,
+    );
+    let (version, status, body) = curl(&dir, port, false);
+    assert_eq!((version.as_str(), status), ("1.1", 200));
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    let (version, status, _) = curl(&dir, port, true);
+    assert_eq!((version.as_str(), status), ("2", 200));
+    // Plain HTTP still works beside it.
+    assert_eq!(gw.get("/api/x").status, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unreadable_or_bad_certificates_are_config_errors() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("bad.pem"), "not a certificate").unwrap();
+    let yaml = |cert: &str| {
+        format!(
+            "listen:\n  https: {{ addr: \"127.0.0.1:{}\", cert: \"{cert}\", key: \"{cert}\" }}\nupstreams:\n  u: {{ targets: [\"127.0.0.1:9\"] }}\nroutes:\n  - name: r\n    match: {{ path: /* }}\n    upstream: u\n    auth: none\n",
+            free_port()
+        )
+    };
+    for cert in [dir.join("bad.pem"), dir.join("missing.pem")] {
+        let (code, out) = validate(&yaml(&cert.display().to_string()));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.starts_with("error: listen.https"), "{out}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
