@@ -124,6 +124,11 @@ impl Denial {
             // Trailers-only: the status travels in the only HEADERS frame, which ends the stream.
             return session.write_response_header(Box::new(resp), true).await;
         }
+        if self.status == 204 {
+            let mut resp = ResponseHeader::build(204, Some(6))?;
+            self.common_headers(&mut resp, request_id)?;
+            return session.write_response_header(Box::new(resp), true).await;
+        }
         let body = self.json_body();
         let mut resp = ResponseHeader::build(self.status, Some(6))?;
         resp.insert_header("content-type", "application/json")?;

@@ -12,6 +12,7 @@ use tollgate_admin::{Metrics, RouteMetrics};
 use tollgate_config::{AuthMode, Loaded, Problems, Report};
 use tollgate_router::{BuildError, RouteSpec, Router};
 
+use crate::cors::Cors;
 use crate::upstream::Upstream;
 
 /// The default limit on request headers: the contract asks for at least 16 KiB.
@@ -41,6 +42,7 @@ pub struct Route {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_body: Option<u64>,
+    pub cors: Option<Cors>,
     pub metrics: RouteMetrics,
 }
 
@@ -161,6 +163,7 @@ impl Gate {
                 connect_timeout: timeouts.connect.map_or(upstream.connect_timeout, |d| d.0),
                 read_timeout: timeouts.read.map_or(upstream.read_timeout, |d| d.0),
                 max_body: r.max_body.map(|s| s.0),
+                cors: r.cors.as_ref().map(|c| Cors::compile(c, i, &mut report)),
                 metrics: metrics.route(&r.name),
             });
         }
@@ -347,9 +350,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
         }
         if r.retries.is_some() {
             report.error(format!("routes[{i}].retries"), format!("retries {LATER}"));
-        }
-        if r.cors.is_some() {
-            report.error(format!("routes[{i}].cors"), format!("CORS {LATER}"));
         }
     }
 }

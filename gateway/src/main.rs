@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod cors;
 mod denial;
 mod forwarded;
 mod gate;

@@ -70,6 +70,9 @@ impl Gateway {
         let route = &gate.routes[routed.route];
         ctx.route = Some(routed.route);
         ctx.upstream_uri = routed.upstream_uri;
+        if let (true, Some(cors)) = (routed.preflight, &route.cors) {
+            return Err(cors.preflight(req));
+        }
 
         // 2-4. Authenticate, authorize, rate-limit: config validation refuses every route that
         // would need them until those stages exist. Should one get here all the same, it is
@@ -139,7 +142,19 @@ impl ProxyHttp for Gateway {
 
         match self.admit(session, ctx) {
             Ok(()) => Ok(false),
-            Err(denial) => {
+            Err(mut denial) => {
+                // A browser may read a refusal only if it carries the CORS headers.
+                if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
+                    if !denial
+                        .headers
+                        .iter()
+                        .any(|(n, _)| *n == "access-control-allow-origin")
+                    {
+                        denial
+                            .headers
+                            .extend(cors.response_headers(session.req_header()));
+                    }
+                }
                 ctx.denied = Some(denial.status);
                 denial.render(session, &ctx.request_id, ctx.grpc).await?;
                 Ok(true)
@@ -250,11 +265,16 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
+            for (name, value) in cors.response_headers(session.req_header()) {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 

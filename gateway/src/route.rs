@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use pingora::http::RequestHeader;
 use tollgate_router::{host_of, normalize, Lookup};
 
+use crate::cors::Cors;
 use crate::denial::Denial;
 use crate::gate::Gate;
 
@@ -14,14 +15,29 @@ pub struct Routed {
     pub route: usize,
     /// Path and query to send upstream, when it differs from what the client sent.
     pub upstream_uri: Option<String>,
+    /// A CORS preflight for a route with `cors`: the gateway answers it.
+    pub preflight: bool,
 }
 
 pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
     header_size(gate, req)?;
     let host = request_host(req)?;
     let path = normalize(req.uri.path()).map_err(|e| Denial::bad_request(e.to_string()))?;
-    let method = req.method.as_str();
-    let found = match gate.router.find(host.as_deref(), &path, method) {
+    // A CORS preflight is routed by the method it asks about; it is the gateway's to answer
+    // only on a route with `cors`, and is an ordinary OPTIONS request elsewhere.
+    let asked = Cors::preflight_method(req);
+    let preflight_route = asked.and_then(|m| match gate.router.find(host.as_deref(), &path, m) {
+        Lookup::Found(found) if gate.routes[found.route].cors.is_some() => Some(found),
+        _ => None,
+    });
+    let preflight = preflight_route.is_some();
+    let lookup = match preflight_route {
+        Some(found) => Lookup::Found(found),
+        None => gate
+            .router
+            .find(host.as_deref(), &path, req.method.as_str()),
+    };
+    let found = match lookup {
         Lookup::Found(found) => found,
         Lookup::MethodNotAllowed { allow } => return Err(Denial::method_not_allowed(allow)),
         Lookup::NotFound => return Err(Denial::not_found()),
@@ -41,6 +57,7 @@ pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
     Ok(Routed {
         route: found.route,
         upstream_uri,
+        preflight,
     })
 }
 
