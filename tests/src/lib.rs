@@ -504,3 +504,58 @@ impl Drop for FixedStatusServer {
         }
     }
 }
+
+/// A raw upstream that accepts an `Upgrade` request with 101 and then echoes every byte: a
+/// stand-in for a WebSocket server that checks what a gateway must do (pass the handshake,
+/// then both directions of the upgraded connection unchanged).
+pub struct UpgradeEchoServer {
+    pub addr: SocketAddr,
+    /// The request heads the server received.
+    pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl UpgradeEchoServer {
+    pub fn start() -> UpgradeEchoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while find(&buf, b"\r\n\r\n").is_none() {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = find(&buf, b"\r\n\r\n").unwrap_or(0) + 4;
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..end]).into_owned());
+                    let rest = buf.split_off(end);
+                    let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                    if conn.write_all(resp.as_bytes()).is_err() || conn.write_all(&rest).is_err() {
+                        return;
+                    }
+                    loop {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if conn.write_all(&chunk[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        UpgradeEchoServer { addr, heads }
+    }
+}
