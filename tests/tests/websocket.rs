@@ -53,3 +53,32 @@ fn an_upgrade_is_proxied_and_the_connection_carries_bytes_both_ways() {
         "identity header forwarded:\n{upstream_head}"
     );
 }
+
+#[test]
+fn an_upgraded_connection_silent_past_the_read_timeout_is_closed() {
+    let ws = UpgradeEchoServer::start();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  ws: {{ targets: [\"{}\"], timeouts: {{ read: 300ms }} }}\nroutes:\n  - name: socket\n    match: {{ path: /ws }}\n    upstream: ws\n    auth: none\n",
+        ws.addr
+    ));
+    let mut conn = TcpStream::connect(gw.http).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    // Silent for longer than the read timeout: the gateway closes the connection.
+    let started = std::time::Instant::now();
+    let closed = loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break true,
+            Ok(_) if started.elapsed() > Duration::from_secs(8) => break false,
+            Ok(_) => {}
+        }
+    };
+    assert!(closed);
+}
