@@ -151,6 +151,38 @@ impl Gateway {
         }
     }
 
+    /// Starts a second gateway with `run --upgrade` on the same config (which must set
+    /// `server.upgrade_sock`), waits until it listens on the upgrade socket, then sends this one
+    /// SIGQUIT: the new process takes over the listening sockets.
+    pub fn upgrade(&self, upgrade_sock: &Path) -> Gateway {
+        let child = Command::new(binary())
+            .args(["run", "--upgrade", "-c"])
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.join("stdout.new")).unwrap())
+            .stderr(std::fs::File::create(self.dir.join("stderr.new")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            "the new process's upgrade socket",
+            || upgrade_sock.exists(),
+        );
+        self.signal("QUIT");
+        let dir = temp_dir();
+        std::fs::copy(self.config_path(), dir.join("tollgate.yaml")).unwrap();
+        Gateway {
+            http: self.http,
+            admin: self.admin,
+            dir,
+            child,
+        }
+    }
+
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("tollgate.yaml")
     }
