@@ -315,16 +315,7 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     if file.redis.is_some() {
         report.error("redis", format!("the redis backend {LATER}"));
     }
-    if file.listen.h2c {
-        report.error("listen.h2c", format!("cleartext HTTP/2 {LATER}"));
-    }
     for (name, u) in &file.upstreams {
-        if u.protocol != tollgate_config::Protocol::Http1 {
-            report.error(
-                format!("upstreams.{name}.protocol"),
-                format!("HTTP/2 upstreams {LATER}"),
-            );
-        }
         if u.tls.is_some() {
             report.error(
                 format!("upstreams.{name}.tls"),

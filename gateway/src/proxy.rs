@@ -201,7 +201,7 @@ impl ProxyHttp for Gateway {
                 "no upstream target available",
             );
         };
-        Ok(Box::new(crate::upstream::Upstream::peer(
+        Ok(Box::new(route.upstream.peer(
             &backend,
             route.connect_timeout,
             route.read_timeout,

@@ -130,6 +130,15 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    if file.listen.h2c {
+        // Cleartext HTTP/2 beside HTTP/1.1 on the same port. Pingora tells them apart by
+        // peeking at the first bytes with no time limit (see docs/configuration.md).
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = proxy.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     proxy.add_tcp(http);
     if let Some(https) = &file.listen.https {
         // HTTP/1.1 and HTTP/2 by ALPN. Pingora's rustls listener takes one certificate chain:

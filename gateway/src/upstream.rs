@@ -13,8 +13,9 @@ use pingora::lb::health_check::{HealthCheck as PingoraCheck, HttpHealthCheck, Tc
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
+use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
-use tollgate_config::{Balance, HealthCheck, Upstream as UpstreamConfig};
+use tollgate_config::{Balance, HealthCheck, Protocol, Upstream as UpstreamConfig};
 
 /// Defaults when neither the upstream nor the route says: Envoy's 5 s connect timeout, and a
 /// read timeout long enough for slow APIs but short of a hung connection.
@@ -34,6 +35,7 @@ pub struct Upstream {
     balancer: Arc<Balancer>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    protocol: Protocol,
     /// Per target: out of rotation until this many ms after `epoch` (0: in rotation).
     refused_until: HashMap<SocketAddr, AtomicU64>,
     epoch: Instant,
@@ -119,6 +121,7 @@ impl Upstream {
             balancer,
             connect_timeout: timeouts.connect.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             read_timeout: timeouts.read.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
+            protocol: config.protocol,
             refused_until,
             epoch: Instant::now(),
             cooldown: if config.health_check.is_some() {
@@ -158,8 +161,12 @@ impl Upstream {
         }
     }
 
-    pub fn peer(backend: &Backend, connect: Duration, read: Duration) -> HttpPeer {
+    pub fn peer(&self, backend: &Backend, connect: Duration, read: Duration) -> HttpPeer {
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
+        if self.protocol == Protocol::Http2 {
+            // h2c with prior knowledge (gRPC); the upstream must speak HTTP/2 cleartext.
+            peer.options.alpn = ALPN::H2;
+        }
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
         peer.options.read_timeout = Some(read);
