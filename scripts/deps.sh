@@ -2,11 +2,14 @@
 # Installs what building and testing Tollgate needs on a Debian machine with Rust, and nothing
 # that is already there. Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)        # pingora's libz-ng-sys
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
-command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v curl >/dev/null 2>&1 || need+=(curl)          # TLS and HTTP/2 tests
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
@@ -14,4 +17,12 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The end-to-end tests' real peers from PyPI (grpcio), in a venv of the project's own.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import grpc' >/dev/null 2>&1; then
+  echo "setting up $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/grpc/requirements.txt
 fi

@@ -118,10 +118,24 @@ impl Denial {
             resp.insert_header("content-type", "application/grpc")?;
             resp.insert_header("grpc-status", self.grpc_status().to_string())?;
             resp.insert_header("grpc-message", grpc_message(&self.description))?;
-            // Over HTTP/1.1 an empty body still needs framing; HTTP/2 ignores it.
-            resp.insert_header("content-length", "0")?;
+            // Over HTTP/1.1 an empty body still needs framing. Over HTTP/2 the END_STREAM flag
+            // frames it, and gRPC clients reject a trailers-only answer that has one.
+            if !session.is_http2() {
+                resp.insert_header("content-length", "0")?;
+            }
             self.common_headers(&mut resp, request_id)?;
-            // Trailers-only: the status travels in the only HEADERS frame, which ends the stream.
+            // Trailers-only: the status travels in the only HEADERS frame, which ends the
+            // stream. Pingora's `write_response_header` never sets END_STREAM on HTTP/2 (an
+            // empty DATA frame follows, which gRPC clients read as a broken stream), so the
+            // header goes out as a task that carries the end flag.
+            if session.is_http2() {
+                let task = pingora::protocols::http::HttpTask::Header(Box::new(resp), true);
+                session
+                    .as_downstream_mut()
+                    .response_duplex_vec(vec![task])
+                    .await?;
+                return Ok(());
+            }
             return session.write_response_header(Box::new(resp), true).await;
         }
         if self.status == 204 {

@@ -591,3 +591,28 @@ impl UpgradeEchoServer {
         UpgradeEchoServer { addr, heads }
     }
 }
+
+/// The Python with the test peers' packages (grpcio): `$TOLLGATE_TEST_PYTHON`, else the venv
+/// that `scripts/deps.sh` makes in `target/test-venv`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("TOLLGATE_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/deps.sh (scripts/test.sh does)",
+        venv.display()
+    );
+    venv
+}
+
+/// A child process stopped (killed and reaped) when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,48 @@
+//! gRPC end to end with a real stack (Python grpcio client and server): unary and
+//! bidirectional streaming through an h2c listener to an h2c upstream, trailers passed
+//! through, and the gateway's own answers as gRPC statuses.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use tollgate_tests::{free_port, python, Gateway, Process};
+
+#[test]
+fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
+    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/peer.py");
+    let port = free_port();
+    let mut server = Process(
+        Command::new(python())
+            .arg(&peer)
+            .args(["server", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Bounded: the server prints one line once it listens, or exits.
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "serving");
+
+    let gw = Gateway::start_with_listen(
+        "  h2c: true\n",
+        &format!(
+            "upstreams:\n  grpc: {{ targets: [\"127.0.0.1:{port}\"], protocol: http2 }}\nroutes:\n  - name: echo\n    match: {{ path: /test.Echo/* }}\n    upstream: grpc\n    auth: none\n"
+        ),
+    );
+    let out = Command::new(python())
+        .arg(&peer)
+        .args(["client", &gw.http.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all ok"), "{stdout}");
+    drop(server);
+}
