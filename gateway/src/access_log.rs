@@ -91,7 +91,12 @@ impl AccessLog {
 
 impl Shared {
     fn write_batch(&self) {
-        let batch = std::mem::take(&mut *lock(&self.queue));
+        // Swap in a vector of the same size, so that the queue does not grow again each batch.
+        let batch = {
+            let mut queue = lock(&self.queue);
+            let capacity = queue.capacity();
+            std::mem::replace(&mut *queue, Vec::with_capacity(capacity))
+        };
         if batch.is_empty() {
             return;
         }

@@ -57,8 +57,17 @@ pub fn exit_when_drained(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
+            // Idle means nothing in flight for a moment: a connection accepted just before the
+            // listener closed counts only once its request head is read.
+            const SETTLE: Duration = Duration::from_millis(250);
             let deadline = Instant::now() + grace;
-            while in_flight.count() > 0 && Instant::now() < deadline {
+            let mut idle_since = None;
+            while Instant::now() < deadline {
+                if in_flight.count() > 0 {
+                    idle_since = None;
+                } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
             let left = in_flight.count();

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -36,7 +37,8 @@ pub struct RequestCtx {
     /// The config this request started with: a reload never changes it mid-request.
     gate: Arc<Gate>,
     started: Instant,
-    request_id: String,
+    /// Built once, shared by the upstream request, the response and the access log.
+    request_id: HeaderValue,
     grpc: bool,
     route: Option<usize>,
     upstream_uri: Option<String>,
@@ -105,7 +107,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             gate: self.gate.load_full(),
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             grpc: false,
             route: None,
             upstream_uri: None,
@@ -156,7 +158,9 @@ impl ProxyHttp for Gateway {
                     }
                 }
                 ctx.denied = Some(denial.status);
-                denial.render(session, &ctx.request_id, ctx.grpc).await?;
+                denial
+                    .render(session, request_id_str(&ctx.request_id), ctx.grpc)
+                    .await?;
                 Ok(true)
             }
         }
@@ -255,11 +259,14 @@ impl ProxyHttp for Gateway {
         if let Some(host) = ctx.route().and_then(|r| r.rewrite.host.as_deref()) {
             upstream.insert_header(http::header::HOST, host)?;
         }
-        upstream.insert_header("x-forwarded-for", ctx.forwarded_for.as_str())?;
-        if !ctx.trusted_peer || upstream.headers.get("x-forwarded-proto").is_none() {
-            upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        let forwarded_for = HeaderValue::try_from(std::mem::take(&mut ctx.forwarded_for))
+            .map_err(|e| Error::because(ErrorType::InternalError, "X-Forwarded-For", e))?;
+        upstream.insert_header(X_FORWARDED_FOR.clone(), forwarded_for)?;
+        if !ctx.trusted_peer || upstream.headers.get(&X_FORWARDED_PROTO).is_none() {
+            let proto = HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
+            upstream.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
         }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -269,7 +276,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_response.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
         if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
             for (name, value) in cors.response_headers(session.req_header()) {
                 upstream_response.insert_header(name, value)?;
@@ -311,7 +318,10 @@ impl ProxyHttp for Gateway {
         let code = match denial {
             Some(denial) if session.response_written().is_none() => {
                 ctx.denied = Some(denial.status);
-                if let Err(write) = denial.render(session, &ctx.request_id, ctx.grpc).await {
+                if let Err(write) = denial
+                    .render(session, request_id_str(&ctx.request_id), ctx.grpc)
+                    .await
+                {
                     tracing::debug!("could not write error response: {write}");
                 }
                 denial.status
@@ -352,7 +362,7 @@ impl ProxyHttp for Gateway {
                 AuthMode::Optional | AuthMode::Required => "anonymous",
             }),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
-            request_id: std::mem::take(&mut ctx.request_id),
+            request_id: request_id_str(&ctx.request_id).to_owned(),
         });
     }
 }
@@ -370,10 +380,14 @@ fn is_grpc(req: &RequestHeader) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The client's `X-Request-Id` if it is sane (1-128 visible characters of a safe set), else a
-/// new UUID.
-fn request_id(req: &RequestHeader) -> String {
-    if let Some(id) = req.headers.get("x-request-id") {
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The client's `X-Request-Id` if it is sane (1-128 characters of a safe, visible set), else
+/// a new UUID.
+fn request_id(req: &RequestHeader) -> HeaderValue {
+    if let Some(id) = req.headers.get(&X_REQUEST_ID) {
         let bytes = id.as_bytes();
         let sane = !bytes.is_empty()
             && bytes.len() <= 128
@@ -381,10 +395,15 @@ fn request_id(req: &RequestHeader) -> String {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b));
         if sane {
-            if let Ok(s) = id.to_str() {
-                return s.to_owned();
-            }
+            return id.clone();
         }
     }
-    uuid::Uuid::new_v4().simple().to_string()
+    let mut text = [0u8; uuid::fmt::Simple::LENGTH];
+    let text = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// A request ID is checked (or generated) ASCII, so this never yields "".
+fn request_id_str(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or_default()
 }

@@ -45,7 +45,11 @@ fn sighup_adds_a_route_during_a_keep_alive_stream_with_zero_failures() {
                 while !stop.load(Ordering::Relaxed) {
                     match conn.try_request(b"GET /old/x HTTP/1.1\r\nHost: t\r\n\r\n") {
                         Ok(r) if r.status == 200 => {}
-                        Ok(r) => failures.push(format!("status {}", r.status)),
+                        Ok(r) => failures.push(format!(
+                            "status {}: {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        )),
                         Err(e) => failures.push(e.to_string()),
                     }
                     sent.fetch_add(1, Ordering::Relaxed);
