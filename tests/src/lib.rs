@@ -237,6 +237,23 @@ impl Gateway {
         found.unwrap()
     }
 
+    /// `n` requests for `path` on one keep-alive connection: which echo upstream served each
+    /// (an empty name for an answer that is not the echo's).
+    pub fn served_by(&self, path: &str, n: usize) -> Vec<String> {
+        let mut conn = Conn::open(self.http);
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        (0..n)
+            .map(|_| {
+                let r = conn.request(req.as_bytes());
+                if r.status == 200 {
+                    r.served_by()
+                } else {
+                    String::new()
+                }
+            })
+            .collect()
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.send(&format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

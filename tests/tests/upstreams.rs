@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use tollgate_tests::{free_port, Conn, Gateway, Upstream};
+use tollgate_tests::{free_port, Gateway, Upstream};
 
 fn one_route(targets: &str, extra_upstream: &str, extra_route: &str) -> String {
     format!(
@@ -22,13 +22,7 @@ fn round_robin_spreads_requests_over_every_target() {
         "",
         "",
     ));
-    let mut conn = Conn::open(gw.http);
-    let served: Vec<String> = (0..9)
-        .map(|_| {
-            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-                .served_by()
-        })
-        .collect();
+    let served = gw.served_by("/x", 9);
     for name in ["a", "b", "c"] {
         assert_eq!(
             served.iter().filter(|s| *s == name).count(),
@@ -43,13 +37,7 @@ fn random_uses_every_target_and_hash_sticks_to_one() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let targets = format!("\"{}\", \"{}\"", a.addr, b.addr);
     let gw = Gateway::start(&one_route(&targets, "    balance: random\n", ""));
-    let mut conn = Conn::open(gw.http);
-    let served: HashSet<String> = (0..64)
-        .map(|_| {
-            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-                .served_by()
-        })
-        .collect();
+    let served: HashSet<String> = gw.served_by("/x", 64).into_iter().collect();
     assert_eq!(
         served.len(),
         2,
@@ -58,13 +46,7 @@ fn random_uses_every_target_and_hash_sticks_to_one() {
     drop(gw);
 
     let gw = Gateway::start(&one_route(&targets, "    balance: hash\n", ""));
-    let mut conn = Conn::open(gw.http);
-    let served: HashSet<String> = (0..20)
-        .map(|_| {
-            conn.request(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-                .served_by()
-        })
-        .collect();
+    let served: HashSet<String> = gw.served_by("/x", 20).into_iter().collect();
     assert_eq!(
         served.len(),
         1,
