@@ -7,4 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 # The end-to-end tests run the debug binary: build it first.
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast
+if cargo nextest --version >/dev/null 2>&1; then
+  # Runs test binaries in parallel, and applies .config/nextest.toml.
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
