@@ -59,7 +59,7 @@ pub fn exit_when_drained(
             }
             // Idle means nothing in flight for a moment: a connection accepted just before the
             // listener closed counts only once its request head is read.
-            const SETTLE: Duration = Duration::from_millis(250);
+            const SETTLE: Duration = Duration::from_secs(1);
             let deadline = Instant::now() + grace;
             let mut idle_since = None;
             while Instant::now() < deadline {

@@ -86,6 +86,8 @@ impl Drop for Upstream {
 pub struct Gateway {
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    /// The port that replaced `$PORT` in the extra `listen` lines, if any.
+    pub extra_port: u16,
     pub dir: PathBuf,
     child: Child,
 }
@@ -104,13 +106,28 @@ impl Gateway {
         Gateway::try_start_with_listen("", yaml)
     }
 
-    /// Like [`Gateway::start`] with more lines for the `listen` section (e.g. `  https: ...`).
+    /// Like [`Gateway::start`] with more lines for the `listen` section (e.g. `  https: ...`);
+    /// `$PORT` in them becomes a free port, `extra_port`.
     pub fn start_with_listen(listen: &str, yaml: &str) -> Gateway {
         Gateway::try_start_with_listen(listen, yaml)
             .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
     }
 
     fn try_start_with_listen(listen: &str, yaml: &str) -> Result<Gateway, String> {
+        // A free port can be taken by another test between our probe and the gateway's bind:
+        // then the gateway refuses to start ("cannot listen on"), and we try other ports.
+        let mut attempt = 0;
+        loop {
+            match Gateway::try_start_once(listen, yaml) {
+                Err(stderr) if stderr.contains("cannot listen on") && attempt < 5 => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    fn try_start_once(listen: &str, yaml: &str) -> Result<Gateway, String> {
+        let extra_port = free_port();
+        let listen = listen.replace("$PORT", &extra_port.to_string());
         let dir = temp_dir();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -132,6 +149,7 @@ impl Gateway {
         let mut gw = Gateway {
             http,
             admin,
+            extra_port,
             dir,
             child,
         };
@@ -174,6 +192,7 @@ impl Gateway {
         Gateway {
             http: self.http,
             admin: self.admin,
+            extra_port: self.extra_port,
             dir,
             child,
         }

@@ -53,19 +53,19 @@ fn https_listener_serves_http1_and_http2_by_alpn() {
     let dir = temp_dir();
     make_certs(&dir);
     let u = Upstream::start("u");
-    let port = free_port();
     let yaml = format!(
         "upstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: r\n    match: {{ path: /api/* }}\n    upstream: u\n    auth: none\n",
         u.addr
     );
     let gw = Gateway::start_with_listen(
         &format!(
-            "  https: {{ addr: \"127.0.0.1:{port}\", cert: \"{}\", key: \"{}\" }}\n",
+            "  https: {{ addr: \"127.0.0.1:$PORT\", cert: \"{}\", key: \"{}\" }}\n",
             dir.join("cert.pem").display(),
             dir.join("key.pem").display()
         ),
         &yaml,
     );
+    let port = gw.extra_port;
     let (version, status, body) = curl(&dir, port, false);
     assert_eq!((version.as_str(), status), ("1.1", 200));
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
