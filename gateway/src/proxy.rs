@@ -134,7 +134,7 @@ impl ProxyHttp for Gateway {
         let xff = session
             .req_header()
             .headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok());
         let fwd = forwarded(peer, xff, &ctx.gate.trusted_proxies);
         ctx.client = fwd.client;
