@@ -43,7 +43,65 @@ pub struct Route {
     pub read_timeout: Duration,
     pub max_body: Option<u64>,
     pub cors: Option<Cors>,
+    pub retries: Retries,
     pub metrics: RouteMetrics,
+}
+
+/// `retries`: how often an idempotent request is tried again, and on what.
+#[derive(Clone, Copy)]
+pub struct Retries {
+    /// Tries after the first one.
+    pub attempts: u32,
+    pub on_connect_error: bool,
+    /// Upstream statuses (502, 503, 504) that are tried again.
+    pub on_status: [bool; 3],
+}
+
+impl Retries {
+    /// Without `retries`: one more try after a failed connection (nothing was sent), no more.
+    const DEFAULT: Retries = Retries {
+        attempts: 1,
+        on_connect_error: true,
+        on_status: [false; 3],
+    };
+
+    pub fn on_status(&self, status: u16) -> bool {
+        matches!(status, 502..=504) && self.on_status[usize::from(status - 502)]
+    }
+
+    fn compile(
+        config: &tollgate_config::Retries,
+        route: usize,
+        report: &mut Report<'_>,
+    ) -> Retries {
+        let mut retries = Retries {
+            attempts: config.attempts,
+            on_connect_error: false,
+            on_status: [false; 3],
+        };
+        if !(1..=10).contains(&config.attempts) {
+            report.error(
+                format!("routes[{route}].retries.attempts"),
+                "must be between 1 and 10",
+            );
+        }
+        for (j, on) in config.on.iter().enumerate() {
+            match on.as_str() {
+                "connect_error" => retries.on_connect_error = true,
+                "502" => retries.on_status[0] = true,
+                "503" => retries.on_status[1] = true,
+                "504" => retries.on_status[2] = true,
+                _ => report.error(
+                    format!("routes[{route}].retries.on[{j}]"),
+                    "expected connect_error, 502, 503 or 504",
+                ),
+            }
+        }
+        if config.on.is_empty() {
+            retries.on_connect_error = true;
+        }
+        retries
+    }
 }
 
 #[derive(Default)]
@@ -164,6 +222,10 @@ impl Gate {
                 read_timeout: timeouts.read.map_or(upstream.read_timeout, |d| d.0),
                 max_body: r.max_body.map(|s| s.0),
                 cors: r.cors.as_ref().map(|c| Cors::compile(c, i, &mut report)),
+                retries: r
+                    .retries
+                    .as_ref()
+                    .map_or(Retries::DEFAULT, |c| Retries::compile(c, i, &mut report)),
                 metrics: metrics.route(&r.name),
             });
         }
@@ -338,9 +400,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
                 format!("routes[{i}].allow"),
                 format!("authorization rules {LATER}"),
             );
-        }
-        if r.retries.is_some() {
-            report.error(format!("routes[{i}].retries"), format!("retries {LATER}"));
         }
     }
 }

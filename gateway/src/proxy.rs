@@ -50,8 +50,8 @@ pub struct RequestCtx {
     /// Status of an answer the gateway made itself.
     denied: Option<u16>,
     body_bytes: u64,
-    /// A failed connection was retried on another target already.
-    connect_retried: bool,
+    /// Tries of the upstream after the first one, so far.
+    retried: u32,
     _in_flight: InFlightGuard,
 }
 
@@ -117,7 +117,7 @@ impl ProxyHttp for Gateway {
             tls: false,
             denied: None,
             body_bytes: 0,
-            connect_retried: false,
+            retried: 0,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -199,7 +199,7 @@ impl ProxyHttp for Gateway {
         let Some(backend) = route.upstream.select(&key) else {
             // After a refusal with nowhere else to go, the refusal is the answer (502); with
             // every target out of rotation from the start, there is no upstream (503).
-            let status = if ctx.connect_retried { 502 } else { 503 };
+            let status = if ctx.retried > 0 { 502 } else { 503 };
             return Error::e_explain(
                 ErrorType::HTTPStatus(status),
                 "no upstream target available",
@@ -229,11 +229,40 @@ impl ProxyHttp for Gateway {
                 route.upstream.refused(peer.address());
             }
         }
-        if !ctx.connect_retried {
-            ctx.connect_retried = true;
+        let may_retry = ctx
+            .route()
+            .is_some_and(|r| r.retries.on_connect_error && ctx.retried < r.retries.attempts);
+        if may_retry {
+            ctx.retried += 1;
             e.set_retry(true);
         }
         e
+    }
+
+    /// `retries.on: [502, 503, 504]`: an idempotent request whose upstream answered one of
+    /// them is tried again (on the next target) instead of passing the answer on, while tries
+    /// are left; the last answer passes as it is.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let retry = ctx
+            .route()
+            .is_some_and(|r| r.retries.on_status(status) && ctx.retried < r.retries.attempts)
+            && session.req_header().method.is_idempotent();
+        if retry {
+            ctx.retried += 1;
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "upstream answered a retried status",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -297,6 +326,7 @@ impl ProxyHttp for Gateway {
             }
             ErrorType::HTTPStatus(502) => Some(Denial::bad_gateway()),
             ErrorType::HTTPStatus(503) => Some(Denial::no_upstream()),
+            ErrorType::HTTPStatus(504) => Some(Denial::gateway_timeout()),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 Some(Denial::gateway_timeout())
             }
