@@ -161,7 +161,7 @@ impl Gate {
                 Ok(u) => {
                     upstreams.insert(name.clone(), Arc::new(u));
                 }
-                Err(e) => report.error(format!("upstreams.{name}.targets"), e),
+                Err((key, e)) => report.error(format!("upstreams.{name}.{key}"), e),
             }
         }
 
@@ -376,14 +376,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     }
     if file.redis.is_some() {
         report.error("redis", format!("the redis backend {LATER}"));
-    }
-    for (name, u) in &file.upstreams {
-        if u.tls.is_some() {
-            report.error(
-                format!("upstreams.{name}.tls"),
-                format!("TLS to upstreams {LATER}"),
-            );
-        }
     }
     for (i, r) in file.routes.iter().enumerate() {
         let captures_tenant = |p: &str| p.contains("{tenant}");

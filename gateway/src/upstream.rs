@@ -15,7 +15,7 @@ use pingora::lb::{Backend, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
-use tollgate_config::{Balance, HealthCheck, Protocol, Upstream as UpstreamConfig};
+use tollgate_config::{Balance, HealthCheck, Protocol, Upstream as UpstreamConfig, UpstreamTls};
 
 /// Defaults when neither the upstream nor the route says: Envoy's 5 s connect timeout, and a
 /// read timeout long enough for slow APIs but short of a hung connection.
@@ -36,11 +36,19 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     protocol: Protocol,
+    tls: Option<Tls>,
     /// Per target: out of rotation until this many ms after `epoch` (0: in rotation).
     refused_until: HashMap<SocketAddr, AtomicU64>,
     epoch: Instant,
     cooldown: Duration,
     _checker: Option<Checker>,
+}
+
+/// `tls`: TLS to every target, verified against `ca_file` (or the system's roots) for `sni`.
+struct Tls {
+    /// Never empty: Pingora skips certificate verification for an empty SNI.
+    sni: String,
+    ca: Option<Arc<pingora::protocols::tls::CaType>>,
 }
 
 enum Balancer {
@@ -78,18 +86,29 @@ where
 
 impl Upstream {
     /// Builds the pool (resolving host names once, here) and, with a `runtime`, starts its
-    /// health checks there.
+    /// health checks there. An error names the key it is about (`targets`, `tls`).
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
         runtime: Option<&tokio::runtime::Handle>,
-    ) -> Result<Upstream, String> {
+    ) -> Result<Upstream, (&'static str, String)> {
         let targets: Vec<&str> = config.targets.iter().map(|t| t.as_str()).collect();
-        let check = config.health_check.as_ref().map(health_check);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| tls(t, &targets))
+            .transpose()
+            .map_err(|e| ("tls", e))?;
+        let check = config
+            .health_check
+            .as_ref()
+            .map(|h| health_check(h, tls.as_ref()));
         let balancer = Arc::new(match config.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(lb(&targets, check)?),
-            Balance::Random => Balancer::Random(lb(&targets, check)?),
-            Balance::Hash => Balancer::Hash(lb(&targets, check)?),
+            Balance::RoundRobin => {
+                Balancer::RoundRobin(lb(&targets, check).map_err(|e| ("targets", e))?)
+            }
+            Balance::Random => Balancer::Random(lb(&targets, check).map_err(|e| ("targets", e))?),
+            Balance::Hash => Balancer::Hash(lb(&targets, check).map_err(|e| ("targets", e))?),
         });
         let refused_until = balancer
             .backends()
@@ -122,6 +141,7 @@ impl Upstream {
             connect_timeout: timeouts.connect.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             read_timeout: timeouts.read.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
             protocol: config.protocol,
+            tls,
             refused_until,
             epoch: Instant::now(),
             cooldown: if config.health_check.is_some() {
@@ -162,11 +182,17 @@ impl Upstream {
     }
 
     pub fn peer(&self, backend: &Backend, connect: Duration, read: Duration) -> HttpPeer {
-        let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
-        if self.protocol == Protocol::Http2 {
-            // h2c with prior knowledge (gRPC); the upstream must speak HTTP/2 cleartext.
-            peer.options.alpn = ALPN::H2;
+        let sni = self.tls.as_ref().map_or(String::new(), |t| t.sni.clone());
+        let mut peer = HttpPeer::new(backend.addr.clone(), self.tls.is_some(), sni);
+        if let Some(tls) = &self.tls {
+            peer.options.ca = tls.ca.clone();
         }
+        peer.options.alpn = match (self.protocol, self.tls.is_some()) {
+            // h2c with prior knowledge (gRPC); the upstream must speak HTTP/2 cleartext.
+            (Protocol::Http2, _) => ALPN::H2,
+            (Protocol::Http1, true) => ALPN::H1,
+            (Protocol::Http1, false) => peer.options.alpn,
+        };
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
         peer.options.read_timeout = Some(read);
@@ -186,14 +212,63 @@ impl Balancer {
     }
 }
 
+/// The SNI (the `sni` key, else the first target's host) and the CA certificates of `tls`.
+fn tls(config: &UpstreamTls, targets: &[&str]) -> Result<Tls, String> {
+    let sni = match config.sni.as_deref() {
+        Some(sni) if !sni.is_empty() => sni.to_owned(),
+        _ => targets
+            .first()
+            .and_then(|t| t.rsplit_once(':'))
+            .map(|(host, _)| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            })
+            .ok_or("tls needs an sni or a target host")?,
+    };
+    let ca = match config.ca_file.as_deref() {
+        None => None,
+        Some(path) => Some(ca_certificates(path)?),
+    };
+    Ok(Tls { sni, ca })
+}
+
+/// Reads PEM CA certificates. Each is parsed here first: Pingora's certificate type panics on
+/// DER it cannot parse.
+fn ca_certificates(path: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file: {e}"))?;
+    let mut certs = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+        let block = block.map_err(|e| format!("ca_file is not PEM: {e}"))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        if x509_parser::parse_x509_certificate(&block.contents).is_err() {
+            return Err("ca_file holds a certificate that does not parse".to_owned());
+        }
+        let cert = pingora::utils::tls::WrappedX509::new(block.contents, |raw| {
+            pingora::utils::tls::parse_x509(raw)
+        });
+        certs.push(cert);
+    }
+    if certs.is_empty() {
+        return Err("ca_file holds no certificate".to_owned());
+    }
+    Ok(Arc::from(certs.into_boxed_slice()))
+}
+
 /// `health_check`: an HTTP GET of `path` (any 2xx is healthy), or a TCP connect without a path.
-fn health_check(config: &HealthCheck) -> Box<dyn PingoraCheck + Send + Sync> {
+fn health_check(config: &HealthCheck, tls: Option<&Tls>) -> Box<dyn PingoraCheck + Send + Sync> {
     let timeout = config.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |d| d.0);
     let unhealthy_after = config.unhealthy_after.unwrap_or(2).max(1) as usize;
     let healthy_after = config.healthy_after.unwrap_or(1).max(1) as usize;
     match &config.path {
         Some(path) => {
-            let mut check = HttpHealthCheck::new("localhost", false);
+            let mut check = HttpHealthCheck::new("localhost", tls.is_some());
+            if let Some(tls) = tls {
+                check.peer_template.sni = tls.sni.clone();
+                check.peer_template.options.ca = tls.ca.clone();
+            }
             if let Ok(req) = pingora::http::RequestHeader::build("GET", path.as_bytes(), None) {
                 let mut req = req;
                 let _ = req.append_header("Host", "localhost");
@@ -217,7 +292,10 @@ fn health_check(config: &HealthCheck) -> Box<dyn PingoraCheck + Send + Sync> {
             Box::new(check)
         }
         None => {
-            let mut check = TcpHealthCheck::new();
+            let mut check = match tls {
+                Some(tls) => TcpHealthCheck::new_tls(&tls.sni),
+                None => TcpHealthCheck::new(),
+            };
             check.peer_template.options.connection_timeout = Some(timeout);
             check.consecutive_failure = unhealthy_after;
             check.consecutive_success = healthy_after;

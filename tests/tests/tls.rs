@@ -93,3 +93,67 @@ fn unreadable_or_bad_certificates_are_config_errors() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn tls_to_upstreams_is_verified_against_the_ca_file_over_http1_and_http2() {
+    let dir = temp_dir();
+    make_certs(&dir);
+    let other = temp_dir();
+    make_certs(&other); // a second, unrelated CA
+    let u = Upstream::start("u");
+    // The TLS upstream: a gateway with an https listener in front of the echo server.
+    let front = Gateway::start_with_listen(
+        &format!(
+            "  https: {{ addr: \"127.0.0.1:$PORT\", cert: \"{}\", key: \"{}\" }}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+        &format!("upstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - name: r\n    match: {{ path: /* }}\n    upstream: u\n    auth: none\n", u.addr),
+    );
+    let upstream = |protocol: &str, ca: &Path| {
+        format!(
+            "upstreams:\n  secure: {{ targets: [\"127.0.0.1:{}\"], protocol: {protocol}, tls: {{ sni: localhost, ca_file: \"{}\" }} }}\nroutes:\n  - name: r\n    match: {{ path: /* }}\n    upstream: secure\n    auth: none\n",
+            front.extra_port,
+            ca.display()
+        )
+    };
+    for protocol in ["http1", "http2"] {
+        let gw = Gateway::start(&upstream(protocol, &dir.join("ca.pem")));
+        let r = gw.get("/x");
+        assert_eq!(
+            r.status,
+            200,
+            "{protocol}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(
+            r.json()["headers"]["x-forwarded-proto"],
+            "https",
+            "{protocol}"
+        );
+    }
+    // A certificate from another CA is refused: no request reaches the upstream.
+    let gw = Gateway::start(&upstream("http1", &other.join("ca.pem")));
+    assert_eq!(gw.get("/x").status, 502);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(other);
+}
+
+#[test]
+fn a_bad_ca_file_is_a_config_error() {
+    let dir = temp_dir();
+    std::fs::write(
+        dir.join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for ca in [dir.join("bad.pem"), dir.join("missing.pem")] {
+        let (code, out) = validate(&format!(
+            "upstreams:\n  u: {{ targets: [\"127.0.0.1:9\"], tls: {{ ca_file: \"{}\" }} }}\nroutes:\n  - name: r\n    match: {{ path: /* }}\n    upstream: u\n    auth: none\n",
+            ca.display()
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.starts_with("error: upstreams.u.tls"), "{out}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
