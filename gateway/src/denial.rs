@@ -63,6 +63,11 @@ impl Denial {
         Denial::new(400, "bad_request", description)
     }
 
+    /// `max_body` exceeded; the rest of the body is not read, so the connection closes.
+    pub fn payload_too_large() -> Denial {
+        Denial::new(413, "payload_too_large", "request body is too large").closing()
+    }
+
     pub fn bad_gateway() -> Denial {
         Denial::new(
             502,

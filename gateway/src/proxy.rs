@@ -90,9 +90,7 @@ impl Gateway {
         // 5. Forward: checks on what is sent upstream.
         if let Some(max) = route.max_body {
             if content_length(req).is_some_and(|n| n > max) {
-                return Err(
-                    Denial::new(413, "payload_too_large", "request body is too large").closing(),
-                );
+                return Err(Denial::payload_too_large());
             }
         }
         Ok(())
@@ -321,9 +319,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let denial = match e.etype() {
-            ErrorType::HTTPStatus(413) => {
-                Some(Denial::new(413, "payload_too_large", "request body is too large").closing())
-            }
+            ErrorType::HTTPStatus(413) => Some(Denial::payload_too_large()),
             ErrorType::HTTPStatus(502) => Some(Denial::bad_gateway()),
             ErrorType::HTTPStatus(503) => Some(Denial::no_upstream()),
             ErrorType::HTTPStatus(504) => Some(Denial::gateway_timeout()),

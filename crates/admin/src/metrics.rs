@@ -143,10 +143,6 @@ impl Metrics {
         self.access_log_dropped.inc();
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
