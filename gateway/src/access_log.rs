@@ -14,7 +14,8 @@ use tollgate_admin::Metrics;
 pub struct Entry {
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
-    pub method: String,
+    #[serde(serialize_with = "method")]
+    pub method: http::Method,
     pub path: String,
     pub status: u16,
     pub route: Option<Arc<str>>,
@@ -24,7 +25,16 @@ pub struct Entry {
     pub tier: Option<String>,
     pub auth: Option<&'static str>,
     pub latency_ms: f64,
-    pub request_id: String,
+    #[serde(serialize_with = "header_text")]
+    pub request_id: http::HeaderValue,
+}
+
+fn method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+fn header_text<S: serde::Serializer>(v: &http::HeaderValue, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.to_str().unwrap_or_default())
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -375,7 +375,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         self.access_log.log(Entry {
             ts: SystemTime::now(),
-            method: req.method.to_string(),
+            method: req.method.clone(),
             path: req.uri.path().to_owned(),
             status,
             route: route.map(|r| r.name.clone()),
@@ -388,7 +388,7 @@ impl ProxyHttp for Gateway {
                 AuthMode::Optional | AuthMode::Required => "anonymous",
             }),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
-            request_id: request_id_str(&ctx.request_id).to_owned(),
+            request_id: ctx.request_id.clone(),
         });
     }
 }

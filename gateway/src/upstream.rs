@@ -39,6 +39,8 @@ pub struct Upstream {
     tls: Option<Tls>,
     /// Per target: out of rotation until this many ms after `epoch` (0: in rotation).
     refused_until: HashMap<SocketAddr, AtomicU64>,
+    /// The target of a pool of one.
+    only: Option<Backend>,
     epoch: Instant,
     cooldown: Duration,
     _checker: Option<Checker>,
@@ -116,6 +118,8 @@ impl Upstream {
             .iter()
             .map(|b| (b.addr.clone(), AtomicU64::new(0)))
             .collect();
+        let all = balancer.backends().get_backend();
+        let only = all.first().filter(|_| all.len() == 1).cloned();
         let interval = config
             .health_check
             .as_ref()
@@ -143,6 +147,7 @@ impl Upstream {
             protocol: config.protocol,
             tls,
             refused_until,
+            only,
             epoch: Instant::now(),
             cooldown: if config.health_check.is_some() {
                 interval
@@ -157,14 +162,19 @@ impl Upstream {
     pub fn select(&self, key: &[u8]) -> Option<Backend> {
         // At most this many tries to skip targets out of rotation.
         const TRIES: usize = 256;
-        let now = self.epoch.elapsed().as_millis() as u64;
         let usable = |b: &Backend, healthy: bool| {
             healthy
-                && self
-                    .refused_until
-                    .get(&b.addr)
-                    .is_none_or(|until| until.load(Ordering::Relaxed) <= now)
+                && self.refused_until.get(&b.addr).is_none_or(|until| {
+                    // The clock is read only for a target that was ever refused.
+                    let until = until.load(Ordering::Relaxed);
+                    until == 0 || until <= self.epoch.elapsed().as_millis() as u64
+                })
         };
+        // One target: no choice to make (the common sidecar shape).
+        if let Some(only) = &self.only {
+            let healthy = self.balancer.backends().ready(only);
+            return usable(only, healthy).then(|| only.clone());
+        }
         match self.balancer.as_ref() {
             Balancer::RoundRobin(lb) => lb.select_with(key, TRIES, usable),
             Balancer::Random(lb) => lb.select_with(key, TRIES, usable),

@@ -230,3 +230,25 @@ fn a_busy_port_is_a_start_up_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: listen.http: cannot listen on"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn both_runtime_models_serve_many_connections_at_once() {
+    let up = Upstream::start("a");
+    for stealing in [false, true] {
+        let gw = Gateway::start(&format!(
+            "server: {{ threads: 2, work_stealing: {stealing}, grace_period: 0s }}\n{}",
+            one_route(&format!("\"{}\"", up.addr), "", "")
+        ));
+        let answers: Vec<Vec<String>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8).map(|_| s.spawn(|| gw.served_by("/x", 25))).collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for served in answers {
+            assert_eq!(
+                served,
+                vec!["a".to_string(); 25],
+                "work_stealing: {stealing}"
+            );
+        }
+    }
+}

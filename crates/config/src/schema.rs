@@ -31,6 +31,8 @@ pub struct File {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub threads: Option<usize>,
+    /// Pingora's work-stealing runtime instead of one runtime per thread.
+    pub work_stealing: Option<bool>,
     pub grace_period: Option<Duration>,
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
