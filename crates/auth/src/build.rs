@@ -1,0 +1,525 @@
+//! From the `auth` section to an [`Authenticator`], reporting every problem with its YAML path.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use tollgate_config::{Auth, Provider as ProviderConfig, Report};
+
+use crate::api_keys::ApiKeys;
+use crate::claims::ClaimPath;
+use crate::keys::KeySet;
+use crate::remote::{Events, Location, Remote, Timing};
+use crate::token::parse_algorithm;
+use crate::verify::Rules;
+use crate::{Authenticator, Identity, Keys, Mapping, Provider, TokenCache};
+
+/// The contract's default: every asymmetric algorithm, never HMAC.
+const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+const HMAC: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+const DEFAULT_MIN_REFETCH: Duration = Duration::from_secs(30);
+/// Verified tokens remembered at most (about 1–2 KiB each with their claims).
+pub const CACHE_ENTRIES: usize = 50_000;
+
+/// What building needs besides the config.
+pub struct Context<'a> {
+    /// Where key fetches run; `None` (as for `tollgate validate`) fetches nothing.
+    pub runtime: Option<&'a tokio::runtime::Handle>,
+    pub events: Arc<dyn Events>,
+    /// The running authenticator, whose unchanged remote providers keep their keys and whose
+    /// token cache is kept.
+    pub previous: Option<&'a Authenticator>,
+}
+
+pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenticator {
+    let clock_skew = auth.clock_skew.map_or(DEFAULT_CLOCK_SKEW, |d| d.0);
+    let timing = Timing {
+        refresh_interval: auth.jwks.refresh_interval.map_or(DEFAULT_REFRESH, |d| d.0),
+        max_stale: auth.jwks.max_stale.map_or(DEFAULT_MAX_STALE, |d| d.0),
+        min_refetch_interval: auth
+            .jwks
+            .min_refetch_interval
+            .map_or(DEFAULT_MIN_REFETCH, |d| d.0),
+    };
+    if timing.refresh_interval < Duration::from_secs(1) {
+        report.error("auth.jwks.refresh_interval", "must be at least 1s");
+    }
+
+    let mut providers = Vec::new();
+    let mut by_issuer = HashMap::new();
+    let mut names = HashSet::new();
+    for (i, config) in auth.providers.iter().enumerate() {
+        let at = format!("auth.providers[{i}]");
+        if !names.insert(config.name.as_str()) {
+            report.error(
+                format!("{at}.name"),
+                format!("duplicate provider name {}", config.name.quoted()),
+            );
+        }
+        if config.name.as_str() == "api_key" {
+            report.error(
+                format!("{at}.name"),
+                "\"api_key\" is the name API-key callers get; choose another",
+            );
+        }
+        if config.issuer.is_empty() {
+            report.error(format!("{at}.issuer"), "must not be empty");
+        }
+        if config.tenants.is_some()
+            || config.max_tenants.is_some()
+            || config.issuer.contains("{tenant}")
+        {
+            report.error(
+                &at,
+                "multi-tenant issuers are not supported by this build of tollgate yet",
+            );
+            continue;
+        }
+        if by_issuer
+            .insert(config.issuer.to_string(), providers.len())
+            .is_some()
+        {
+            report.error(
+                format!("{at}.issuer"),
+                format!(
+                    "another provider already has issuer {}",
+                    config.issuer.quoted()
+                ),
+            );
+        }
+        if let Some(provider) = provider(config, &at, timing, clock_skew, report, &ctx) {
+            providers.push(provider);
+        }
+    }
+
+    let api_keys = auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| api_keys(k, &names, report));
+    let cache = ctx.previous.map_or_else(
+        || Arc::new(TokenCache::new(CACHE_ENTRIES)),
+        |p| p.cache.clone(),
+    );
+    Authenticator {
+        providers,
+        by_issuer,
+        api_keys,
+        cache,
+        clock_skew: clock_skew.as_secs() as i64,
+    }
+}
+
+fn provider(
+    config: &ProviderConfig,
+    at: &str,
+    timing: Timing,
+    clock_skew: Duration,
+    report: &mut Report<'_>,
+    ctx: &Context<'_>,
+) -> Option<Provider> {
+    let name: Arc<str> = config.name.as_str().into();
+    let sources = [
+        config.jwks_uri.is_some(),
+        config.jwks_file.is_some(),
+        config.public_key_file.is_some(),
+        config.secret.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        report.error(
+            at,
+            "give at most one key source: jwks_uri, jwks_file, public_key_file or secret (none = OIDC discovery)",
+        );
+        return None;
+    }
+
+    let hmac = config.secret.is_some();
+    let algorithms = match &config.algorithms {
+        None if hmac => HMAC.to_vec(),
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(list) => {
+            let mut algs = Vec::new();
+            for (j, a) in list.iter().enumerate() {
+                let path = format!("{at}.algorithms[{j}]");
+                match parse_algorithm(a) {
+                    None => report.error(path, format!("unknown algorithm {} (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512)", a.quoted())),
+                    Some(alg) if HMAC.contains(&alg) && !hmac => report.error(
+                        path,
+                        format!("{} needs a secret: HMAC is never verified with a public key", a.as_str()),
+                    ),
+                    Some(alg) if !HMAC.contains(&alg) && hmac => report.error(
+                        path,
+                        format!("a secret verifies only HS256, HS384 or HS512, not {}", a.as_str()),
+                    ),
+                    Some(alg) => algs.push(alg),
+                }
+            }
+            if list.is_empty() {
+                report.error(
+                    format!("{at}.algorithms"),
+                    "must list at least one algorithm",
+                );
+            }
+            algs
+        }
+    };
+    let audiences = config
+        .audiences
+        .iter()
+        .flatten()
+        .map(|a| a.to_string())
+        .collect();
+    let mapping = mapping(config, at, report)?;
+    let rules = Rules {
+        algorithms,
+        audiences,
+        clock_skew: clock_skew.as_secs() as i64,
+    };
+    let fingerprint = format!(
+        "{:?} {:?} {:?} {:?}",
+        config.issuer.as_str(),
+        config.jwks_uri.as_deref(),
+        config.tls,
+        timing
+    );
+
+    let keys = if let Some(path) = &config.jwks_file {
+        let path_at = format!("{at}.jwks_file");
+        match std::fs::read(path.as_str()) {
+            Ok(bytes) => match KeySet::from_jwks(&bytes) {
+                Ok((set, _)) => Keys::Static(Arc::new(set)),
+                Err(e) => return error(report, path_at, e),
+            },
+            Err(e) => {
+                return error(
+                    report,
+                    path_at,
+                    format!("cannot read {}: {e}", path.quoted()),
+                )
+            }
+        }
+    } else if let Some(path) = &config.public_key_file {
+        let path_at = format!("{at}.public_key_file");
+        match std::fs::read(path.as_str()) {
+            Ok(bytes) => match KeySet::from_pem(&bytes) {
+                Ok(set) => Keys::Static(Arc::new(set)),
+                Err(e) => return error(report, path_at, format!("{}: {e}", path.quoted())),
+            },
+            Err(e) => {
+                return error(
+                    report,
+                    path_at,
+                    format!("cannot read {}: {e}", path.quoted()),
+                )
+            }
+        }
+    } else if let Some(secret) = &config.secret {
+        if secret.is_empty() {
+            return error(report, format!("{at}.secret"), "must not be empty".into());
+        }
+        if secret.len() < 32 {
+            // RFC 7518 §3.2 wants at least as many bytes as the hash output.
+            tracing::warn!(provider = %name, "the HMAC secret is shorter than 32 bytes: easy to guess offline");
+        }
+        Keys::Static(Arc::new(KeySet::from_secret(secret.as_bytes())))
+    } else {
+        let location = match &config.jwks_uri {
+            Some(uri) => {
+                if !uri.starts_with("https://") && !uri.starts_with("http://") {
+                    return error(
+                        report,
+                        format!("{at}.jwks_uri"),
+                        "must be an http:// or https:// URL".into(),
+                    );
+                }
+                Location::JwksUri(uri.to_string())
+            }
+            None => {
+                if !config.issuer.starts_with("https://") && !config.issuer.starts_with("http://") {
+                    return error(
+                        report,
+                        format!("{at}.issuer"),
+                        "OIDC discovery (no key source given) needs an http(s) issuer URL".into(),
+                    );
+                }
+                Location::Discovery {
+                    issuer: config.issuer.to_string(),
+                }
+            }
+        };
+        let client = client(config, at, report)?;
+        let reused = ctx.previous.and_then(|p| {
+            p.providers.iter().find_map(|old| match &old.keys {
+                Keys::Remote(r) if old.fingerprint == fingerprint && *old.name == *name => {
+                    Some(r.clone())
+                }
+                _ => None,
+            })
+        });
+        match (reused, ctx.runtime) {
+            (Some(remote), _) => Keys::Remote(remote),
+            (None, Some(runtime)) => Keys::Remote(Remote::start(
+                name.clone(),
+                location,
+                timing,
+                client,
+                runtime.clone(),
+                ctx.events.clone(),
+            )),
+            (None, None) => Keys::Pending,
+        }
+    };
+    Some(Provider {
+        name,
+        issuer: config.issuer.to_string(),
+        rules,
+        mapping,
+        keys,
+        fingerprint,
+    })
+}
+
+fn error<T>(report: &mut Report<'_>, path: String, message: String) -> Option<T> {
+    report.error(path, message);
+    None
+}
+
+fn mapping(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option<Mapping> {
+    let claims = config.claims.as_ref();
+    let mut ok = true;
+    let mut path =
+        |key: &str, given: Option<&tollgate_config::Text>, default: &[&str]| -> Vec<ClaimPath> {
+            match given {
+                Some(text) => match ClaimPath::parse(text) {
+                    Ok(p) => vec![p],
+                    Err(e) => {
+                        report.error(format!("{at}.claims.{key}"), e);
+                        ok = false;
+                        Vec::new()
+                    }
+                },
+                None => default
+                    .iter()
+                    .filter_map(|d| ClaimPath::parse(d).ok())
+                    .collect(),
+            }
+        };
+    let subject = path("subject", claims.and_then(|c| c.subject.as_ref()), &["sub"]);
+    let roles = path("roles", claims.and_then(|c| c.roles.as_ref()), &["roles"]);
+    // `scope` (RFC 8693), or Azure AD's `scp`.
+    let scopes = path(
+        "scopes",
+        claims.and_then(|c| c.scopes.as_ref()),
+        &["scope", "scp"],
+    );
+    // `azp` (OIDC), or `client_id` (RFC 9068).
+    let client = path(
+        "client",
+        claims.and_then(|c| c.client.as_ref()),
+        &["azp", "client_id"],
+    );
+    if !ok {
+        return None;
+    }
+    Some(Mapping {
+        subject: subject.into_iter().next()?,
+        roles: roles.into_iter().next(),
+        scopes,
+        client,
+    })
+}
+
+/// The HTTP client for discovery and JWKS: no redirects (a key document that moves elsewhere
+/// is refused), a time limit, and the provider's `tls`.
+fn client(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(crate::remote::FETCH_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .user_agent("tollgate");
+    if let Some(tls) = &config.tls {
+        if let Some(ca) = &tls.ca_file {
+            let cert = std::fs::read(ca.as_str())
+                .map_err(|e| format!("cannot read {}: {e}", ca.quoted()))
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem)
+                        .map_err(|_| format!("{} is not a PEM certificate", ca.quoted()))
+                });
+            match cert {
+                Ok(certs) => {
+                    for c in certs {
+                        builder = builder.add_root_certificate(c);
+                    }
+                }
+                Err(e) => return error(report, format!("{at}.tls.ca_file"), e),
+            }
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => {
+                let pem = std::fs::read(cert.as_str()).and_then(|mut c| {
+                    c.push(b'\n');
+                    c.extend(std::fs::read(key.as_str())?);
+                    Ok(c)
+                });
+                match pem.map_err(|e| e.to_string()).and_then(|p| {
+                    reqwest::Identity::from_pem(&p)
+                        .map_err(|_| "not a PEM certificate and key".to_owned())
+                }) {
+                    Ok(identity) => builder = builder.identity(identity),
+                    Err(e) => return error(report, format!("{at}.tls.cert_file"), e),
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return error(
+                    report,
+                    format!("{at}.tls"),
+                    "cert_file and key_file go together".into(),
+                )
+            }
+        }
+        if tls.insecure_skip_verify {
+            tracing::warn!(
+                provider = %config.name.as_str(),
+                "tls.insecure_skip_verify: the certificates of this issuer's key server are NOT checked; anyone on the path can serve keys and mint accepted tokens"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+    }
+    match builder.build() {
+        Ok(c) => Some(c),
+        Err(e) => error(
+            report,
+            format!("{at}.tls"),
+            format!("cannot build the HTTP client: {e}"),
+        ),
+    }
+}
+
+fn api_keys(
+    config: &tollgate_config::ApiKeys,
+    providers: &HashSet<&str>,
+    report: &mut Report<'_>,
+) -> Option<ApiKeys> {
+    let _ = providers;
+    let header_text = config.header.as_ref().map_or("X-API-Key", |h| h.as_str());
+    let header = match HeaderName::from_bytes(header_text.as_bytes()) {
+        Ok(h) if h != http::header::AUTHORIZATION => h,
+        _ => {
+            report.error(
+                "auth.api_keys.header",
+                format!("not a usable header name: {header_text:?}"),
+            );
+            return None;
+        }
+    };
+    if config.keys.is_empty() {
+        report.error("auth.api_keys.keys", "list at least one key");
+    }
+    let mut ids = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut keys = Vec::new();
+    for (i, key) in config.keys.iter().enumerate() {
+        let at = format!("auth.api_keys.keys[{i}]");
+        if key.id.is_empty() || !ids.insert(key.id.as_str()) {
+            report.error(
+                format!("{at}.id"),
+                format!("empty or duplicate id {}", key.id.quoted()),
+            );
+        }
+        let hash = match (&key.key, &key.sha256) {
+            (Some(k), None) if !k.is_empty() => crate::sha256(k.as_bytes()),
+            (None, Some(hex)) => match decode_hex(hex) {
+                Some(h) => h,
+                None => {
+                    report.error(
+                        format!("{at}.sha256"),
+                        "must be 64 hex digits (the SHA-256 of the key)",
+                    );
+                    continue;
+                }
+            },
+            _ => {
+                report.error(&at, "give exactly one of key (non-empty) or sha256");
+                continue;
+            }
+        };
+        if !hashes.insert(hash) {
+            report.error(&at, "the same key is listed twice");
+        }
+        let mut claims = match &key.claims {
+            None => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => {
+                report.error(
+                    format!("{at}.claims"),
+                    "must be a mapping of claim names to values",
+                );
+                continue;
+            }
+        };
+        let subject = key
+            .subject
+            .as_ref()
+            .map_or(key.id.to_string(), |s| s.to_string());
+        claims
+            .entry("sub")
+            .or_insert_with(|| Value::String(subject.clone()));
+        if let Some(tenant) = &key.tenant {
+            claims
+                .entry("tenant")
+                .or_insert_with(|| Value::String(tenant.to_string()));
+        }
+        let strings = |name: &str| {
+            ClaimPath::parse(name)
+                .map(|p| p.strings(&claims))
+                .unwrap_or_default()
+        };
+        let identity = Identity {
+            provider: "api_key".into(),
+            subject: Some(subject),
+            client: Some(key.id.to_string()),
+            roles: strings("roles"),
+            scopes: {
+                let s = strings("scopes");
+                if s.is_empty() {
+                    strings("scope")
+                } else {
+                    s
+                }
+            },
+            claims,
+        };
+        keys.push((hash, Arc::new(identity)));
+    }
+    Some(ApiKeys::new(header, keys))
+}
+
+fn decode_hex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
