@@ -20,7 +20,7 @@ pub struct Entry {
     pub status: u16,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     pub subject: Option<String>,
     pub tier: Option<String>,
     pub auth: Option<&'static str>,

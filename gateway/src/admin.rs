@@ -16,9 +16,13 @@ pub struct AdminApp {
 }
 
 impl Readiness for Gate {
-    /// A loaded config with no providers waits for nothing; providers add their key state here.
+    /// Every provider without keys (`admin.readiness: all_providers`, the default).
     fn waiting_for(&self) -> Vec<String> {
-        Vec::new()
+        self.auth
+            .providers()
+            .iter()
+            .filter_map(|p| p.waiting_for())
+            .collect()
     }
 }
 

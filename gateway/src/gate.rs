@@ -13,6 +13,7 @@ use tollgate_config::{AuthMode, Loaded, Problems, Report};
 use tollgate_router::{BuildError, RouteSpec, Router};
 
 use crate::cors::Cors;
+use crate::identity::{self, Forwarded};
 use crate::upstream::Upstream;
 
 /// The default limit on request headers: the contract asks for at least 16 KiB.
@@ -20,12 +21,14 @@ const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 
 pub struct Gate {
     pub router: Router,
+    /// Providers and API keys; unchanged remote providers and the token cache survive reloads.
+    pub auth: tollgate_auth::Authenticator,
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Every header named in any `forward_headers`: removed from every request, so that a
     /// client can never forge an identity header.
     pub identity_headers: Vec<HeaderName>,
-    /// `Authorization` (and later the API-key header): stripped before proxying unless
+    /// `Authorization` and the API-key header: stripped before proxying unless
     /// `auth.forward_authorization` is set.
     pub credential_headers: Vec<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
@@ -45,6 +48,8 @@ pub struct Route {
     pub cors: Option<Cors>,
     pub retries: Retries,
     pub metrics: RouteMetrics,
+    /// Headers sent upstream with the caller's identity.
+    pub forward: Forwarded,
 }
 
 /// `retries`: how often an idempotent request is tried again, and on what.
@@ -140,7 +145,7 @@ impl Gate {
     /// the `previous` gate are kept as they are, health state and all.
     pub fn build(
         loaded: &Loaded,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         runtime: Option<&tokio::runtime::Handle>,
         previous: Option<&Gate>,
     ) -> Result<Gate, Problems> {
@@ -213,6 +218,12 @@ impl Gate {
                 .map(|rw| compile_rewrite(rw, i, &mut report))
                 .unwrap_or_default();
             let timeouts = r.timeouts.unwrap_or_default();
+            let forward = identity::compile(
+                &file.forward_headers,
+                r.forward_headers.as_ref(),
+                i,
+                &mut report,
+            );
             routes.push(Route {
                 name: r.name.as_str().into(),
                 upstream: upstream.clone(),
@@ -227,6 +238,7 @@ impl Gate {
                     .as_ref()
                     .map_or(Retries::DEFAULT, |c| Retries::compile(c, i, &mut report)),
                 metrics: metrics.route(&r.name),
+                forward,
             });
         }
 
@@ -253,13 +265,30 @@ impl Gate {
             report.error("server.max_header_bytes", "must be at least 16KiB");
         }
 
+        let auth = tollgate_auth::build(
+            &file.auth,
+            &mut report,
+            tollgate_auth::Context {
+                runtime,
+                events: Arc::new(AuthEvents(metrics.clone())),
+                previous: previous.map(|p| &p.auth),
+            },
+        );
+        for provider in auth.providers() {
+            if let Some(keys) = provider.static_keys() {
+                metrics.static_keys(&provider.name, keys);
+            }
+        }
         let credential_headers = if file.auth.forward_authorization {
             Vec::new()
         } else {
-            vec![http::header::AUTHORIZATION]
+            std::iter::once(http::header::AUTHORIZATION)
+                .chain(auth.api_key_header().cloned())
+                .collect()
         };
         let gate = router.map(|router| Gate {
             router,
+            auth,
             routes,
             upstreams,
             identity_headers,
@@ -273,6 +302,15 @@ impl Gate {
             (Err(problems), _) => Err(problems),
             (Ok(()), None) => Err(Problems::one("routes", "routes could not be built")),
         }
+    }
+}
+
+/// Key fetches, counted in `tollgate_jwks_refresh_total` and `tollgate_jwks_keys`.
+struct AuthEvents(Arc<Metrics>);
+
+impl tollgate_auth::remote::Events for AuthEvents {
+    fn fetched(&self, provider: &str, result: &'static str, keys: usize) {
+        self.0.jwks_fetched(provider, result, keys);
     }
 }
 
@@ -362,14 +400,11 @@ fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName>
 fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     const LATER: &str = "is not supported by this build of tollgate yet";
     let file = &loaded.file;
-    if !file.auth.providers.is_empty() {
+    if file.auth.resource_metadata.is_some() {
         report.error(
-            "auth.providers",
-            format!("authentication providers {LATER}"),
+            "auth.resource_metadata",
+            format!("RFC 9728 resource metadata {LATER}"),
         );
-    }
-    if file.auth.api_keys.is_some() {
-        report.error("auth.api_keys", format!("API keys {LATER}"));
     }
     if !file.rate_limits.is_empty() {
         report.error("rate_limits", format!("rate limiting {LATER}"));

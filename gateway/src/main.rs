@@ -3,10 +3,12 @@
 
 mod access_log;
 mod admin;
+mod authn;
 mod cors;
 mod denial;
 mod forwarded;
 mod gate;
+mod identity;
 mod lifecycle;
 mod proxy;
 mod reload;
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
-    let metrics = tollgate_admin::Metrics::new();
+    let metrics = std::sync::Arc::new(tollgate_admin::Metrics::new());
     let checked = tollgate_config::load(path).and_then(|loaded| {
         gate::Gate::build(&loaded, &metrics, None, None).map(|gate| (loaded, gate))
     });

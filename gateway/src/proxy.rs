@@ -16,6 +16,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use tollgate_config::AuthMode;
 
 use crate::access_log::{AccessLog, Entry};
+use crate::authn::authenticate;
 use crate::denial::Denial;
 use crate::forwarded::forwarded;
 use crate::gate::{Gate, Route};
@@ -30,6 +31,7 @@ pub struct Gateway {
     pub gate: Arc<ArcSwap<Gate>>,
     pub access_log: Arc<AccessLog>,
     pub in_flight: InFlight,
+    pub metrics: Arc<tollgate_admin::Metrics>,
 }
 
 /// What one request carries from phase to phase.
@@ -52,6 +54,10 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// Tries of the upstream after the first one, so far.
     retried: u32,
+    /// The authenticated caller, if any.
+    identity: Option<Arc<tollgate_auth::Identity>>,
+    /// The access log's `auth`: `none`, `ok`, `anonymous` or a refusal's code.
+    auth_result: Option<&'static str>,
     _in_flight: InFlightGuard,
 }
 
@@ -63,7 +69,7 @@ impl RequestCtx {
 
 impl Gateway {
     /// Stages in contract order. A refusal from any stage is a [`Denial`].
-    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Denial> {
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Denial> {
         let gate = ctx.gate.clone();
         let req = session.req_header();
 
@@ -76,16 +82,20 @@ impl Gateway {
             return Err(cors.preflight(req));
         }
 
-        // 2-4. Authenticate, authorize, rate-limit: config validation refuses every route that
-        // would need them until those stages exist. Should one get here all the same, it is
-        // refused: a missing stage must never mean an open door.
-        if route.auth != AuthMode::None {
-            return Err(Denial::new(
-                500,
-                "internal_error",
-                "this route needs authentication, which is not available",
-            ));
+        // 2. Authenticate: 400 / 401 / 503.
+        match authenticate(&gate, route, req, &self.metrics).await {
+            Ok(caller) => {
+                ctx.auth_result = Some(caller.result);
+                ctx.identity = caller.identity;
+            }
+            Err((denial, code)) => {
+                ctx.auth_result = Some(code);
+                return Err(denial);
+            }
         }
+
+        // 3-4. Authorize, rate-limit: config validation refuses `allow` and `rate_limits` until
+        // those stages exist, so a route that gets here needs neither.
 
         // 5. Forward: checks on what is sent upstream.
         if let Some(max) = route.max_body {
@@ -116,6 +126,8 @@ impl ProxyHttp for Gateway {
             denied: None,
             body_bytes: 0,
             retried: 0,
+            identity: None,
+            auth_result: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -140,7 +152,7 @@ impl ProxyHttp for Gateway {
         ctx.trusted_peer = fwd.trusted_peer;
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
-        match self.admit(session, ctx) {
+        match self.admit(session, ctx).await {
             Ok(()) => Ok(false),
             Err(mut denial) => {
                 // A browser may read a refusal only if it carries the CORS headers.
@@ -277,6 +289,13 @@ impl ProxyHttp for Gateway {
         {
             upstream.remove_header(name);
         }
+        if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route()) {
+            for (name, source) in &route.forward {
+                if let Some(value) = crate::identity::value(source, identity) {
+                    upstream.insert_header(name.clone(), value)?;
+                }
+            }
+        }
         if let Some(uri) = ctx.upstream_uri.take() {
             let uri = uri
                 .parse()
@@ -380,12 +399,14 @@ impl ProxyHttp for Gateway {
             status,
             route: route.map(|r| r.name.clone()),
             upstream: route.map(|r| r.upstream.name.clone()),
-            provider: None,
-            subject: None,
+            provider: ctx.identity.as_ref().map(|i| i.provider.clone()),
+            subject: ctx.identity.as_ref().and_then(|i| i.subject.clone()),
             tier: None,
-            auth: route.map(|r| match r.auth {
-                AuthMode::None => "none",
-                AuthMode::Optional | AuthMode::Required => "anonymous",
+            auth: ctx.auth_result.or_else(|| {
+                route.map(|r| match r.auth {
+                    AuthMode::None => "none",
+                    AuthMode::Optional | AuthMode::Required => "anonymous",
+                })
             }),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
             request_id: ctx.request_id.clone(),

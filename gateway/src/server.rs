@@ -131,6 +131,7 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         gate: gate.clone(),
         access_log: access_log.clone(),
         in_flight,
+        metrics: metrics.clone(),
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");

@@ -113,19 +113,29 @@ impl Gateway {
             .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
     }
 
+    /// Like [`Gateway::start`] with these environment variables set for the process.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::try_start_env("", yaml, env)
+            .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
+    }
+
     fn try_start_with_listen(listen: &str, yaml: &str) -> Result<Gateway, String> {
+        Gateway::try_start_env(listen, yaml, &[])
+    }
+
+    fn try_start_env(listen: &str, yaml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
         // A free port can be taken by another test between our probe and the gateway's bind:
         // then the gateway refuses to start ("cannot listen on"), and we try other ports.
         let mut attempt = 0;
         loop {
-            match Gateway::try_start_once(listen, yaml) {
+            match Gateway::try_start_once(listen, yaml, env) {
                 Err(stderr) if stderr.contains("cannot listen on") && attempt < 5 => attempt += 1,
                 result => return result,
             }
         }
     }
 
-    fn try_start_once(listen: &str, yaml: &str) -> Result<Gateway, String> {
+    fn try_start_once(listen: &str, yaml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
         let extra_port = free_port();
         let listen = listen.replace("$PORT", &extra_port.to_string());
         let dir = temp_dir();
@@ -141,6 +151,7 @@ impl Gateway {
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(dir.join("tollgate.yaml"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
             .stderr(std::fs::File::create(dir.join("stderr")).unwrap())

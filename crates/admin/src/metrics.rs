@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -18,6 +18,9 @@ pub struct Metrics {
     reloads: IntCounterVec,
     access_log_dropped: IntCounter,
     in_flight: IntGauge,
+    auth: IntCounterVec,
+    jwks_refresh: IntCounterVec,
+    jwks_keys: IntGaugeVec,
 }
 
 /// Status codes whose counters are resolved at load; others are looked up when they occur.
@@ -96,8 +99,32 @@ impl Metrics {
             "Requests being handled now (from request headers to the access-log line)",
         )
         .expect("valid metric");
+        let auth = IntCounterVec::new(
+            Opts::new(
+                "tollgate_auth_total",
+                "Authentication attempts, by provider (api_key for API keys, none when no provider was found) and result",
+            ),
+            &["provider", "result"],
+        )
+        .expect("valid metric");
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new(
+                "tollgate_jwks_refresh_total",
+                "Fetches of a provider's keys (discovery and JWKS), by result (ok or error)",
+            ),
+            &["provider", "result"],
+        )
+        .expect("valid metric");
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new("tollgate_jwks_keys", "Keys a provider can verify with now"),
+            &["provider"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auth.clone()),
+            Box::new(jwks_refresh.clone()),
+            Box::new(jwks_keys.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(reloads.clone()),
@@ -115,7 +142,32 @@ impl Metrics {
             reloads,
             access_log_dropped,
             in_flight,
+            auth,
+            jwks_refresh,
+            jwks_keys,
         }
+    }
+
+    /// One authentication: `result` is `ok` or the refusal's error code.
+    pub fn auth(&self, provider: &str, result: &str) {
+        self.auth.with_label_values(&[provider, result]).inc();
+    }
+
+    /// One key fetch of a provider, and the keys it can use after it.
+    pub fn jwks_fetched(&self, provider: &str, result: &str, keys: usize) {
+        self.jwks_refresh
+            .with_label_values(&[provider, result])
+            .inc();
+        self.jwks_keys
+            .with_label_values(&[provider])
+            .set(keys as i64);
+    }
+
+    /// A provider with keys from a file or a secret.
+    pub fn static_keys(&self, provider: &str, keys: usize) {
+        self.jwks_keys
+            .with_label_values(&[provider])
+            .set(keys as i64);
     }
 
     /// The in-flight gauge, for the gateway to count requests with.

@@ -23,7 +23,7 @@ use dashmap::DashMap;
 use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
-pub use build::build;
+pub use build::{build, Context};
 use claims::ClaimPath;
 use keys::KeySet;
 use remote::{Current, Remote};
@@ -180,6 +180,19 @@ impl Provider {
             Keys::Remote(r) => matches!(r.current(), Current::Keys(_)),
             Keys::Pending => false,
         }
+    }
+
+    /// The number of keys of a provider whose keys come from a file or a secret.
+    pub fn static_keys(&self) -> Option<usize> {
+        match &self.keys {
+            Keys::Static(keys) => Some(keys.len()),
+            _ => None,
+        }
+    }
+
+    /// Why it is not ready, if it is not (`/readyz`).
+    pub fn waiting_for(&self) -> Option<String> {
+        (!self.ready()).then(|| format!("provider {}: no keys yet", self.name))
     }
 
     fn identity(&self, claims: Map<String, Value>) -> Identity {
