@@ -24,6 +24,10 @@ impl Readiness for Gate {
             .filter_map(|p| p.waiting_for())
             .collect()
     }
+
+    fn blocking(&self) -> bool {
+        self.readiness == tollgate_config::Readiness::AllProviders
+    }
 }
 
 #[async_trait]

@@ -33,6 +33,8 @@ pub struct Gate {
     pub credential_headers: Vec<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_header_bytes: u64,
+    /// `admin.readiness`: whether providers without keys keep `/readyz` at 503.
+    pub readiness: tollgate_config::Readiness,
     /// Metrics for requests that matched no route.
     pub unmatched: RouteMetrics,
 }
@@ -295,6 +297,7 @@ impl Gate {
             credential_headers,
             trusted_proxies,
             max_header_bytes,
+            readiness: file.admin.readiness,
             unmatched: metrics.route("(none)"),
         });
         match (report.finish(()), gate) {

@@ -17,6 +17,12 @@ pub struct Answer {
 /// What `/readyz` reports: every reason the gateway is not ready yet (empty: ready).
 pub trait Readiness {
     fn waiting_for(&self) -> Vec<String>;
+
+    /// Whether what `waiting_for` lists keeps `/readyz` at 503 (`admin.readiness:
+    /// all_providers`, the default) or is only reported beside a 200 (`listener`).
+    fn blocking(&self) -> bool {
+        true
+    }
 }
 
 /// Answers one admin request.
@@ -39,6 +45,11 @@ pub fn respond(method: &str, path: &str, metrics: &Metrics, readiness: &dyn Read
             let waiting = readiness.waiting_for();
             let (status, body) = if waiting.is_empty() {
                 (200, serde_json::json!({ "ready": true }))
+            } else if !readiness.blocking() {
+                (
+                    200,
+                    serde_json::json!({ "ready": true, "waiting_for": waiting }),
+                )
             } else {
                 (
                     503,
@@ -89,6 +100,31 @@ mod tests {
         assert_eq!(a.status, 503);
         let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
         assert_eq!(v["ready"], false);
+        assert_eq!(v["waiting_for"][0], "provider kc: no keys yet");
+    }
+
+    struct Reporting(Vec<String>);
+    impl Readiness for Reporting {
+        fn waiting_for(&self) -> Vec<String> {
+            self.0.clone()
+        }
+        fn blocking(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn readiness_listener_only_reports() {
+        let m = Metrics::new();
+        let a = respond(
+            "GET",
+            "/readyz",
+            &m,
+            &Reporting(vec!["provider kc: no keys yet".into()]),
+        );
+        assert_eq!(a.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["ready"], true);
         assert_eq!(v["waiting_for"][0], "provider kc: no keys yet");
     }
 
