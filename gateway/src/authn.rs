@@ -32,11 +32,12 @@ pub async fn authenticate(
             result: "none",
         });
     }
+    let metadata = gate.resource_metadata.as_ref().map(|m| m.url.as_str());
     let refused = |e: AuthError| {
         let provider = e.provider.as_deref().unwrap_or("none");
         metrics.auth(provider, e.code);
         let code = e.code;
-        (denial(e), code)
+        (denial(e, metadata), code)
     };
     let credentials =
         tollgate_auth::credentials(&req.headers, gate.auth.api_key_header()).map_err(refused)?;
@@ -46,7 +47,7 @@ pub async fn authenticate(
                 identity: None,
                 result: "anonymous",
             }),
-            _ => Err((missing(), "unauthorized")),
+            _ => Err((missing(metadata), "unauthorized")),
         };
     }
     let now = SystemTime::now()
@@ -67,17 +68,25 @@ pub async fn authenticate(
 
 const REALM: &str = "Bearer realm=\"tollgate\"";
 
+/// `Bearer realm="tollgate"`, with `resource_metadata` (RFC 9728 §5.1) when configured.
+fn challenge(metadata: Option<&str>) -> String {
+    match metadata {
+        Some(url) => format!("{REALM}, resource_metadata=\"{url}\""),
+        None => REALM.to_owned(),
+    }
+}
+
 /// No credentials on a route that needs them (RFC 6750 §3.1: no error code then).
-fn missing() -> Denial {
+fn missing(metadata: Option<&str>) -> Denial {
     Denial::new(
         401,
         "unauthorized",
         "this route needs a bearer token or an API key",
     )
-    .header("www-authenticate", REALM)
+    .header("www-authenticate", challenge(metadata))
 }
 
-fn denial(e: AuthError) -> Denial {
+fn denial(e: AuthError, metadata: Option<&str>) -> Denial {
     let mut d = Denial::new(e.status, e.code, e.description.clone());
     if e.status == 503 {
         let wait = e.retry_after.unwrap_or(1).max(1);
@@ -86,7 +95,8 @@ fn denial(e: AuthError) -> Denial {
         d = d.header(
             "www-authenticate",
             format!(
-                "{REALM}, error=\"{}\", error_description=\"{}\"",
+                "{}, error=\"{}\", error_description=\"{}\"",
+                challenge(metadata),
                 e.code,
                 e.description.replace(['"', '\\'], "'")
             ),

@@ -19,6 +19,9 @@ pub struct Denial {
     pub headers: Vec<(&'static str, String)>,
     /// Close the client connection after answering (the request could not be read safely).
     pub close: bool,
+    /// A JSON body of its own instead of `error` and `error_description` (for the few answers
+    /// that are not refusals, like the RFC 9728 document).
+    pub body: Option<Bytes>,
 }
 
 impl Denial {
@@ -33,6 +36,15 @@ impl Denial {
             description: description.into(),
             headers: Vec::new(),
             close: false,
+            body: None,
+        }
+    }
+
+    /// A 200 with this JSON document.
+    pub fn document(body: Bytes) -> Denial {
+        Denial {
+            body: Some(body),
+            ..Denial::new(200, "ok", "")
         }
     }
 
@@ -106,6 +118,9 @@ impl Denial {
     }
 
     pub fn json_body(&self) -> Bytes {
+        if let Some(body) = &self.body {
+            return body.clone();
+        }
         let body = serde_json::json!({
             "error": self.code,
             "error_description": self.description,

@@ -33,6 +33,9 @@ pub struct Gate {
     pub credential_headers: Vec<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_header_bytes: u64,
+    /// `auth.resource_metadata`: the RFC 9728 document's URL, the path Tollgate serves it at,
+    /// and the document.
+    pub resource_metadata: Option<ResourceMetadata>,
     /// `admin.readiness`: whether providers without keys keep `/readyz` at 503.
     pub readiness: tollgate_config::Readiness,
     /// Metrics for requests that matched no route.
@@ -281,6 +284,11 @@ impl Gate {
                 metrics.static_keys(&provider.name, keys);
             }
         }
+        let resource_metadata = file
+            .auth
+            .resource_metadata
+            .as_ref()
+            .and_then(|url| ResourceMetadata::build(url, &auth, &mut report));
         let credential_headers = if file.auth.forward_authorization {
             Vec::new()
         } else {
@@ -298,6 +306,7 @@ impl Gate {
             trusted_proxies,
             max_header_bytes,
             readiness: file.admin.readiness,
+            resource_metadata,
             unmatched: metrics.route("(none)"),
         });
         match (report.finish(()), gate) {
@@ -305,6 +314,62 @@ impl Gate {
             (Err(problems), _) => Err(problems),
             (Ok(()), None) => Err(Problems::one("routes", "routes could not be built")),
         }
+    }
+}
+
+/// RFC 9728 protected-resource metadata, served by Tollgate itself.
+pub struct ResourceMetadata {
+    pub url: String,
+    /// The path of `url`: requests for it get the document.
+    pub path: String,
+    pub document: bytes::Bytes,
+}
+
+impl ResourceMetadata {
+    const WELL_KNOWN: &'static str = "/.well-known/oauth-protected-resource";
+
+    /// The resource identifier is the URL without the well-known part (RFC 9728 §3.1:
+    /// `https://api.example.com/.well-known/oauth-protected-resource/v1` describes
+    /// `https://api.example.com/v1`).
+    fn build(
+        url: &tollgate_config::Text,
+        auth: &tollgate_auth::Authenticator,
+        report: &mut Report<'_>,
+    ) -> Option<ResourceMetadata> {
+        let parsed = url.parse::<http::Uri>().ok().filter(|u| {
+            matches!(u.scheme_str(), Some("https" | "http"))
+                && u.authority().is_some()
+                && u.query().is_none()
+                && u.path().starts_with(Self::WELL_KNOWN)
+        });
+        let Some(uri) = parsed else {
+            report.error(
+                "auth.resource_metadata",
+                format!(
+                    "expected an http(s) URL whose path starts with {} (RFC 9728 §3.1)",
+                    Self::WELL_KNOWN
+                ),
+            );
+            return None;
+        };
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let rest = &uri.path()[Self::WELL_KNOWN.len()..];
+        let resource = format!(
+            "{}://{authority}{rest}",
+            uri.scheme_str().unwrap_or("https")
+        );
+        let mut issuers: Vec<&str> = auth.providers().iter().map(|p| p.issuer.as_str()).collect();
+        issuers.dedup();
+        let document = serde_json::json!({
+            "resource": resource,
+            "authorization_servers": issuers,
+            "bearer_methods_supported": ["header"],
+        });
+        Some(ResourceMetadata {
+            url: url.to_string(),
+            path: uri.path().to_owned(),
+            document: bytes::Bytes::from(document.to_string()),
+        })
     }
 }
 
@@ -403,12 +468,6 @@ fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName>
 fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     const LATER: &str = "is not supported by this build of tollgate yet";
     let file = &loaded.file;
-    if file.auth.resource_metadata.is_some() {
-        report.error(
-            "auth.resource_metadata",
-            format!("RFC 9728 resource metadata {LATER}"),
-        );
-    }
     if !file.rate_limits.is_empty() {
         report.error("rate_limits", format!("rate limiting {LATER}"));
     }

@@ -73,6 +73,16 @@ impl Gateway {
         let gate = ctx.gate.clone();
         let req = session.req_header();
 
+        // The RFC 9728 document, when configured, is the gateway's own.
+        if let Some(meta) = &gate.resource_metadata {
+            let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
+            if read && req.uri.path() == meta.path {
+                return Err(
+                    Denial::document(meta.document.clone()).header("cache-control", "max-age=300")
+                );
+            }
+        }
+
         // 1. Route: 400 / 404 / 405 / 431.
         let routed = route(&gate, req)?;
         let route = &gate.routes[routed.route];

@@ -446,3 +446,44 @@ fn provider_config_errors_name_their_path() {
         assert!(out.contains(expected), "{out}");
     }
 }
+
+#[test]
+fn resource_metadata_is_served_and_named_in_challenges() {
+    let up = Upstream::start("u");
+    let gw = Gateway::start_with_env(
+        &format!(
+            "auth:\n  resource_metadata: https://api.example.test/.well-known/oauth-protected-resource\n  providers:\n    - {{ name: hs, issuer: https://hs.example.test, secret: \"${{HS_SECRET}}\" }}\n    - {{ name: hs2, issuer: https://hs2.example.test, secret: \"${{HS_SECRET}}\" }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u }}\n",
+            up.addr
+        ),
+        &[("HS_SECRET", SECRET)],
+    );
+    let r = get(&gw, "/x", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="tollgate", resource_metadata="https://api.example.test/.well-known/oauth-protected-resource""#
+        )
+    );
+    let r = get(&gw, "/x", &[("Authorization", "Bearer x.y.z")]);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"resource_metadata="https://api.example.test/.well-known/oauth-protected-resource", error="invalid_token""#));
+    let doc = get(&gw, "/.well-known/oauth-protected-resource", &[]);
+    assert_eq!(doc.status, 200);
+    assert_eq!(
+        doc.json(),
+        json!({
+            "resource": "https://api.example.test",
+            "authorization_servers": ["https://hs.example.test", "https://hs2.example.test"],
+            "bearer_methods_supported": ["header"],
+        })
+    );
+    let (code, out) = validate("auth:\n  resource_metadata: https://api.example.test/meta\n  api_keys: { keys: [{ id: a, key: k }] }\nupstreams:\n  u: { targets: [\"127.0.0.1:1\"] }\nroutes:\n  - { name: r, match: { path: /* }, upstream: u }\n");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("error: auth.resource_metadata (line 2): expected an http(s) URL"),
+        "{out}"
+    );
+}
