@@ -10,6 +10,8 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)          # TLS and HTTP/2 tests
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v node >/dev/null 2>&1 || need+=(nodejs)         # the tests' real OIDC issuers
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
@@ -25,4 +27,12 @@ if ! "$venv/bin/python" -c 'import grpc' >/dev/null 2>&1; then
   echo "setting up $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/grpc/requirements.txt
+fi
+
+# The end-to-end tests' real identity providers from npm (oidc-provider, oauth2-mock-server),
+# installed from the lockfile again whenever it changed.
+idp=tests/idp
+if [ ! -f "$idp/node_modules/.package-lock.json" ] || [ "$idp/package-lock.json" -nt "$idp/node_modules/.package-lock.json" ]; then
+  echo "npm ci in $idp" >&2
+  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error)
 fi

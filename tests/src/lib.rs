@@ -663,3 +663,117 @@ impl Drop for Process {
         let _ = self.0.wait();
     }
 }
+
+/// A real identity provider on loopback: `tests/idp/issuer.mjs` (npm `oidc-provider`) or
+/// `tests/idp/mock.mjs` (npm `oauth2-mock-server`), set up by `scripts/deps.sh` (`npm ci`).
+pub struct Idp {
+    pub port: u16,
+    /// As the issuer prints it, and as its tokens carry it in `iss`.
+    pub issuer: String,
+    _process: Process,
+}
+
+impl Idp {
+    /// `oidc-provider` with one signing key: `alg` (RS256, ES256, EdDSA) and `kid`, kept in
+    /// `key_file` (a restart with the same file keeps the key; a new file and kid rotate it).
+    /// `port` 0 picks a free one.
+    pub fn oidc(port: u16, alg: &str, kid: &str, key_file: &Path) -> Idp {
+        let port = port.to_string();
+        let key_file = key_file.display().to_string();
+        Idp::spawn(
+            "issuer.mjs",
+            &[
+                "--port",
+                &port,
+                "--issuer-path",
+                "/realms/main",
+                "--alg",
+                alg,
+                "--kid",
+                kid,
+                "--key-file",
+                &key_file,
+            ],
+        )
+    }
+
+    /// `oauth2-mock-server`: RS256, a fresh key each start, Auth0-style namespaced roles.
+    pub fn mock(port: u16, kid: &str) -> Idp {
+        Idp::spawn("mock.mjs", &["--port", &port.to_string(), "--kid", kid])
+    }
+
+    fn spawn(script: &str, args: &[&str]) -> Idp {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("idp");
+        assert!(
+            dir.join("node_modules").exists(),
+            "{}/node_modules is missing: run scripts/deps.sh (scripts/test.sh does)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs (scripts/deps.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let process = Process(child);
+        // The one line the script prints once it listens; reading it is the readiness wait
+        // (the script exits, closing stdout, if it cannot start).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{script} did not start within 30 s"));
+        let mut words = line.split_whitespace();
+        let (Some("ready"), Some(port), Some(issuer)) = (words.next(), words.next(), words.next())
+        else {
+            panic!("{script} did not start: {line:?}");
+        };
+        Idp {
+            port: port.parse().unwrap(),
+            issuer: issuer.to_owned(),
+            _process: process,
+        }
+    }
+
+    /// A `client_credentials` access token from the issuer's token endpoint.
+    pub fn token(&self, client: &str, secret: &str) -> String {
+        let form = "grant_type=client_credentials&scope=api%3Aread%20api%3Awrite";
+        let path = format!(
+            "{}/token",
+            self.issuer
+                .split_once("//")
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                .unwrap_or("")
+        );
+        let basic = base64_encode(format!("{client}:{secret}").as_bytes());
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let r = Conn::open(addr).request(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                self.port,
+                form.len()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "token endpoint: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,212 @@
+//! Real issuers (npm `oidc-provider` and `oauth2-mock-server`, started here on loopback): OIDC
+//! discovery, `jwks_uri`, key rotation, floods of unknown `kid`s, and issuer outages.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::json;
+use tollgate_tests::{free_port, temp_dir, wait_until, Gateway, Idp, Response, Upstream};
+
+fn get(gw: &Gateway, token: &str) -> Response {
+    gw.send(&format!(
+        "GET /api/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    ))
+}
+
+fn config(up: &Upstream, jwks: &str, providers: &str) -> String {
+    format!(
+        "auth:\n{jwks}  providers:\n{providers}upstreams:\n  u: {{ targets: [\"{}\"] }}\nforward_headers:\n  X-User-ID: $subject\n  X-Provider: $provider\n  X-Roles: $roles\n  X-Client: $client\n  X-Plan: plan\nroutes:\n  - {{ name: api, match: {{ path: /api/* }}, upstream: u }}\n",
+        up.addr
+    )
+}
+
+/// A metric's value from `/metrics` (0 when the series does not exist yet).
+fn metric(gw: &Gateway, series: &str) -> f64 {
+    let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_ready(gw: &Gateway) {
+    wait_until(Duration::from_secs(20), "every provider has keys", || {
+        gw.admin_get("/readyz").status == 200
+    });
+}
+
+/// A token for `issuer` with a `kid` nobody published and a signature that is not one.
+fn unknown_kid_token(issuer: &str, kid: &str) -> String {
+    let head = URL_SAFE_NO_PAD.encode(json!({ "alg": "RS256", "kid": kid }).to_string());
+    let body = URL_SAFE_NO_PAD
+        .encode(json!({ "iss": issuer, "sub": "x", "exp": 9_999_999_999u64 }).to_string());
+    format!("{head}.{body}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]))
+}
+
+#[test]
+fn three_real_issuers_by_discovery_jwks_uri_and_namespaced_claims() {
+    let keys = temp_dir();
+    let rs = Idp::oidc(0, "RS256", "rs-1", &keys.join("rs.jwk"));
+    let es = Idp::oidc(0, "ES256", "es-1", &keys.join("es.jwk"));
+    let mock = Idp::mock(0, "mock-1");
+    let up = Upstream::start("u");
+    let providers = format!(
+        "    - {{ name: kc, issuer: \"{}\", audiences: [https://api.example.test], claims: {{ roles: realm_access.roles }} }}\n    - {{ name: es, issuer: \"{}\", jwks_uri: \"{}/jwks\", algorithms: [ES256] }}\n    - {{ name: auth0, issuer: \"{}\", audiences: [https://api.example.test], claims: {{ roles: \"https://example.com/roles\" }} }}\n",
+        rs.issuer, es.issuer, es.issuer, mock.issuer
+    );
+    let gw = Gateway::start(&config(&up, "", &providers));
+    wait_ready(&gw);
+
+    let r = get(&gw, &rs.token("svc-admin", "svc-admin-secret"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let h = &r.json()["headers"];
+    assert_eq!(
+        (
+            &h["x-provider"],
+            &h["x-user-id"],
+            &h["x-roles"],
+            &h["x-client"],
+            &h["x-plan"]
+        ),
+        (
+            &json!("kc"),
+            &json!("svc-admin"),
+            &json!("admin,user"),
+            &json!("svc-admin"),
+            &json!("pro")
+        )
+    );
+    let r = get(&gw, &es.token("svc-user", "svc-user-secret"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-provider"], "es");
+    let r = get(&gw, &mock.token("reporting", "any"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-roles"], "admin");
+
+    // Cross-issuer: the ES256 issuer's token rewritten to claim the RS256 issuer never
+    // validates (its key is not among that issuer's keys).
+    let token = es.token("svc-user", "svc-user-secret");
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    payload["iss"] = json!(rs.issuer);
+    parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
+    assert_eq!(get(&gw, &parts.join(".")).status, 401);
+
+    assert!(metric(&gw, r#"tollgate_jwks_keys{provider="kc"}"#) >= 1.0);
+    assert!(
+        metric(
+            &gw,
+            r#"tollgate_jwks_refresh_total{provider="kc",result="ok"}"#
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn a_rotated_key_is_accepted_on_the_first_request() {
+    let keys = temp_dir();
+    let port = free_port();
+    let idp = Idp::oidc(port, "RS256", "old", &keys.join("old.jwk"));
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "",
+        &format!("    - {{ name: kc, issuer: \"{}\" }}\n", idp.issuer),
+    ));
+    wait_ready(&gw);
+    let old = idp.token("svc-user", "svc-user-secret");
+    assert_eq!(get(&gw, &old).status, 200);
+
+    // The issuer restarts with a new key (a new kid): a real rotation.
+    drop(idp);
+    let idp = Idp::oidc(port, "RS256", "new", &keys.join("new.jwk"));
+    let new = idp.token("svc-user", "svc-user-secret");
+    let r = get(&gw, &new);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The old key is no longer published: its tokens stop at once, cached or not.
+    assert_eq!(get(&gw, &old).status, 401);
+}
+
+#[test]
+fn a_flood_of_unknown_kids_fetches_the_keys_at_most_twice() {
+    let keys = temp_dir();
+    let idp = Idp::oidc(0, "RS256", "k1", &keys.join("k.jwk"));
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "",
+        &format!("    - {{ name: kc, issuer: \"{}\" }}\n", idp.issuer),
+    ));
+    wait_ready(&gw);
+    let series = r#"tollgate_jwks_refresh_total{provider="kc",result="ok"}"#;
+    let before = metric(&gw, series);
+    std::thread::scope(|s| {
+        for t in 0..10 {
+            let (gw, issuer) = (&gw, &idp.issuer);
+            s.spawn(move || {
+                for i in 0..30 {
+                    let token = unknown_kid_token(issuer, &format!("attacker-{t}-{i}"));
+                    assert_eq!(get(gw, &token).status, 401);
+                }
+            });
+        }
+    });
+    let fetches = metric(&gw, series) - before;
+    assert!(
+        fetches <= 2.0,
+        "{fetches} JWKS fetches for 300 unknown kids"
+    );
+    assert_eq!(
+        get(&gw, &idp.token("svc-user", "svc-user-secret")).status,
+        200
+    );
+}
+
+#[test]
+fn keys_outlive_an_issuer_outage_of_several_refresh_intervals() {
+    let keys = temp_dir();
+    let idp = Idp::oidc(0, "ES256", "k1", &keys.join("k.jwk"));
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "  jwks:\n    refresh_interval: 1s\n    max_stale: 1h\n",
+        &format!("    - {{ name: kc, issuer: \"{}\" }}\n", idp.issuer),
+    ));
+    wait_ready(&gw);
+    let seen = idp.token("svc-user", "svc-user-secret");
+    let unseen = idp.token("svc-admin", "svc-admin-secret");
+    assert_eq!(get(&gw, &seen).status, 200);
+    drop(idp);
+    let errors = r#"tollgate_jwks_refresh_total{provider="kc",result="error"}"#;
+    wait_until(Duration::from_secs(20), "three failed refreshes", || {
+        metric(&gw, errors) >= 3.0
+    });
+    assert_eq!(get(&gw, &seen).status, 200);
+    assert_eq!(get(&gw, &unseen).status, 200, "verified with the kept keys");
+    assert_eq!(gw.admin_get("/readyz").status, 200);
+}
+
+#[test]
+fn an_issuer_down_since_start_gets_503_then_works_once_it_is_up() {
+    let keys = temp_dir();
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}/realms/main");
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "",
+        &format!("    - {{ name: kc, issuer: \"{issuer}\" }}\n"),
+    ));
+    let r = get(&gw, &unknown_kid_token(&issuer, "k1"));
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(gw.admin_get("/readyz").status, 503);
+
+    let idp = Idp::oidc(port, "RS256", "k1", &keys.join("k.jwk"));
+    assert_eq!(idp.issuer, issuer);
+    wait_ready(&gw);
+    assert_eq!(
+        get(&gw, &idp.token("svc-user", "svc-user-secret")).status,
+        200
+    );
+}
