@@ -210,3 +210,49 @@ fn an_issuer_down_since_start_gets_503_then_works_once_it_is_up() {
         200
     );
 }
+
+#[test]
+fn a_reload_keeps_the_keys_of_unchanged_providers_and_fetches_only_new_ones() {
+    let keys = temp_dir();
+    let kc = Idp::oidc(0, "RS256", "k1", &keys.join("kc.jwk"));
+    let mock = Idp::mock(0, "m1");
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "",
+        &format!("    - {{ name: kc, issuer: \"{}\" }}\n", kc.issuer),
+    ));
+    wait_ready(&gw);
+    let fetched = |name: &str| {
+        metric(
+            &gw,
+            &format!(r#"tollgate_jwks_refresh_total{{provider="{name}",result="ok"}}"#),
+        )
+    };
+    assert_eq!(fetched("kc"), 1.0);
+    let token = kc.token("svc-user", "svc-user-secret");
+    assert_eq!(get(&gw, &token).status, 200);
+
+    // A second provider and a second route arrive by SIGHUP.
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "upstreams:",
+        &format!(
+            "    - {{ name: auth0, issuer: \"{}\", audiences: [https://api.example.test] }}\nupstreams:",
+            mock.issuer
+        ),
+    );
+    let text = format!("{text}  - {{ name: more, match: {{ path: /more/* }}, upstream: u }}\n");
+    std::fs::write(&path, text).unwrap();
+    gw.signal("HUP");
+    wait_until(Duration::from_secs(10), "the reload", || {
+        metric(&gw, r#"tollgate_config_reloads_total{result="ok"}"#) == 1.0
+    });
+    // The unchanged provider kept its keys: usable at once, not fetched again.
+    assert_eq!(get(&gw, &token).status, 200);
+    assert_eq!(fetched("kc"), 1.0);
+    wait_ready(&gw);
+    assert_eq!(fetched("auth0"), 1.0);
+    assert_eq!(get(&gw, &mock.token("c", "s")).status, 200);
+}
