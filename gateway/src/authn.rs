@@ -47,7 +47,10 @@ pub async fn authenticate(
                 identity: None,
                 result: "anonymous",
             }),
-            _ => Err((missing(metadata), "unauthorized")),
+            _ => {
+                metrics.auth("none", "unauthorized");
+                Err((missing(metadata), "unauthorized"))
+            }
         };
     }
     let now = SystemTime::now()

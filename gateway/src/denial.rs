@@ -167,7 +167,9 @@ impl Denial {
         let mut resp = ResponseHeader::build(self.status, Some(6))?;
         resp.insert_header("content-type", "application/json")?;
         resp.insert_header("content-length", body.len().to_string())?;
-        resp.insert_header("cache-control", "no-store")?;
+        if !self.headers.iter().any(|(n, _)| *n == "cache-control") {
+            resp.insert_header("cache-control", "no-store")?;
+        }
         self.common_headers(&mut resp, request_id)?;
         if self.close {
             resp.insert_header("connection", "close")?;

@@ -212,6 +212,7 @@ impl Gate {
             }
         };
 
+        let forward_defaults = identity::defaults(&file.forward_headers, &mut report);
         let mut routes = Vec::with_capacity(file.routes.len());
         for (i, r) in file.routes.iter().enumerate() {
             let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
@@ -224,7 +225,7 @@ impl Gate {
                 .unwrap_or_default();
             let timeouts = r.timeouts.unwrap_or_default();
             let forward = identity::compile(
-                &file.forward_headers,
+                &forward_defaults,
                 r.forward_headers.as_ref(),
                 i,
                 &mut report,

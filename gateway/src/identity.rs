@@ -24,58 +24,72 @@ pub enum Source {
 
 pub type Forwarded = Vec<(HeaderName, Source)>;
 
-/// A route's headers: the defaults merged with its own.
+/// The top-level `forward_headers`: the defaults of every authenticated route.
+pub fn defaults(map: &BTreeMap<String, Text>, report: &mut Report<'_>) -> Forwarded {
+    map.iter()
+        .filter_map(|(name, value)| entry(name, value, &format!("forward_headers.{name}"), report))
+        .collect()
+}
+
+/// A route's headers: its own over the defaults, header by header; `null` removes one.
 pub fn compile(
-    defaults: &BTreeMap<String, Text>,
+    defaults: &Forwarded,
     route: Option<&BTreeMap<String, Option<Text>>>,
     route_index: usize,
     report: &mut Report<'_>,
 ) -> Forwarded {
-    let mut merged: BTreeMap<String, (String, Option<&Text>)> = defaults
+    let Some(own) = route else {
+        return defaults.clone();
+    };
+    let mut out: Forwarded = defaults
         .iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                ("forward_headers".to_owned(), Some(v)),
-            )
-        })
+        .filter(|(name, _)| !own.keys().any(|k| k.eq_ignore_ascii_case(name.as_str())))
+        .cloned()
         .collect();
-    for (k, v) in route.into_iter().flatten() {
-        let at = format!("routes[{route_index}].forward_headers");
-        merged.insert(k.to_ascii_lowercase(), (at, v.as_ref()));
-    }
-    let mut out = Vec::new();
-    for (name, (at, value)) in merged {
-        let Some(value) = value else { continue };
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            continue; // reported with the identity headers
-        };
-        let source = match value.as_str() {
-            "$provider" => Source::Provider,
-            "$subject" => Source::Subject,
-            "$tenant" => Source::Tenant,
-            "$roles" => Source::Roles,
-            "$scopes" => Source::Scopes,
-            "$client" => Source::Client,
-            "$tier" => Source::Tier,
-            v if v.starts_with('$') => {
-                report.error(
-                    at,
-                    format!("unknown computed value {} ($provider $subject $tenant $roles $scopes $client $tier)", value.quoted()),
-                );
-                continue;
-            }
-            v => match ClaimPath::parse(v) {
-                Ok(path) => Source::Claim(path),
-                Err(e) => {
-                    report.error(at, e);
-                    continue;
-                }
-            },
-        };
-        out.push((header, source));
+    for (name, value) in own {
+        let at = format!("routes[{route_index}].forward_headers.{name}");
+        if let Some(e) = value.as_ref().and_then(|v| entry(name, v, &at, report)) {
+            out.push(e);
+        }
     }
     out
+}
+
+fn entry(
+    name: &str,
+    value: &Text,
+    at: &str,
+    report: &mut Report<'_>,
+) -> Option<(HeaderName, Source)> {
+    // A bad name is reported with the identity headers.
+    let header = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    let source = match value.as_str() {
+        "$provider" => Source::Provider,
+        "$subject" => Source::Subject,
+        "$tenant" => Source::Tenant,
+        "$roles" => Source::Roles,
+        "$scopes" => Source::Scopes,
+        "$client" => Source::Client,
+        "$tier" => Source::Tier,
+        v if v.starts_with('$') => {
+            report.error(
+                at,
+                format!(
+                    "unknown computed value {} ($provider $subject $tenant $roles $scopes $client $tier)",
+                    value.quoted()
+                ),
+            );
+            return None;
+        }
+        v => match ClaimPath::parse(v) {
+            Ok(path) => Source::Claim(path),
+            Err(e) => {
+                report.error(at, e);
+                return None;
+            }
+        },
+    };
+    Some((header, source))
 }
 
 /// The value of one forwarded header for this caller; `None` sends nothing.
@@ -99,7 +113,7 @@ pub fn value(source: &Source, identity: &Identity) -> Option<HeaderValue> {
         },
     };
     // Control characters would split or smuggle headers: such a value is not sent.
-    if text.chars().any(char::is_control) {
+    if text.is_empty() || text.chars().any(char::is_control) {
         return None;
     }
     HeaderValue::from_bytes(text.as_bytes()).ok()

@@ -57,9 +57,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config } => {
+            // Warnings about a valid config (a short HMAC secret, skipped TLS checks) on stderr.
+            init_tracing("warn");
+            validate(&config)
+        }
         Command::Run { config, upgrade } => {
-            init_tracing();
+            init_tracing("info");
             server::run(config, upgrade)
         }
     }
@@ -87,9 +91,9 @@ fn validate(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -60,6 +60,14 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
     if timing.refresh_interval < Duration::from_secs(1) {
         report.error("auth.jwks.refresh_interval", "must be at least 1s");
     }
+    if timing.max_stale < timing.refresh_interval {
+        // Keys age from their last good fetch: shorter than one refresh, they would lapse
+        // before every refresh even with a healthy issuer.
+        report.error(
+            "auth.jwks.max_stale",
+            "must be at least refresh_interval (keys would expire between refreshes)",
+        );
+    }
 
     let mut providers = Vec::new();
     let mut by_issuer = HashMap::new();
@@ -72,7 +80,7 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
                 format!("duplicate provider name {}", config.name.quoted()),
             );
         }
-        if config.name.as_str() == "api_key" {
+        if config.name.as_str() == crate::API_KEY {
             report.error(
                 format!("{at}.name"),
                 "\"api_key\" is the name API-key callers get; choose another",
@@ -190,6 +198,14 @@ fn provider(
         audiences,
         clock_skew: clock_skew.as_secs() as i64,
     };
+    // What a cached verification was checked against: a reload that changes it makes the
+    // provider's cached tokens be verified again.
+    let policy = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{rules:?} {mapping:?} {}", config.issuer.as_str()).hash(&mut h);
+        h.finish()
+    };
     let fingerprint = format!(
         "{:?} {:?} {:?} {:?}",
         config.issuer.as_str(),
@@ -291,6 +307,7 @@ fn provider(
         mapping,
         keys,
         fingerprint,
+        policy,
     })
 }
 
@@ -478,9 +495,7 @@ fn api_keys(
             .subject
             .as_ref()
             .map_or(key.id.to_string(), |s| s.to_string());
-        claims
-            .entry("sub")
-            .or_insert_with(|| Value::String(subject.clone()));
+        claims.insert("sub".into(), Value::String(subject.clone()));
         if let Some(tenant) = &key.tenant {
             claims
                 .entry("tenant")
@@ -492,7 +507,7 @@ fn api_keys(
                 .unwrap_or_default()
         };
         let identity = Identity {
-            provider: "api_key".into(),
+            provider: crate::API_KEY.into(),
             subject: Some(subject),
             client: Some(key.id.to_string()),
             roles: strings("roles"),

@@ -2,7 +2,7 @@
 //!
 //! A key knows which algorithms it may verify (its type, curve and, if the JWK names one, its
 //! `alg`), so a token can never choose an algorithm its key was not made for (RFC 8725 §3.1:
-//! the HMAC-with-a-public-key confusion, CVE-2016-10555).
+//! the HMAC-with-a-public-key confusion, CVE-2015-9235 and CVE-2016-10555).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,6 +195,10 @@ impl KeySet {
             return Err("this is a private key: give the public key".into());
         }
         let key = if let Ok(d) = DecodingKey::from_rsa_pem(pem) {
+            // The PKCS#1 DER of a 2048-bit key is 270 bytes; of a 1024-bit one, 140.
+            if raw(&d).len() < MIN_RSA_BYTES + 8 {
+                return Err("RSA key shorter than 2048 bits".into());
+            }
             Key::new(None, KeyType::Rsa, None, d)
         } else if let Ok(d) = DecodingKey::from_ec_pem(pem) {
             let key_type = match raw(&d).len() {

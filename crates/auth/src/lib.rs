@@ -30,6 +30,9 @@ use remote::{Current, Remote};
 use token::Token;
 use verify::{Failure, Rules};
 
+/// The provider name of API-key callers.
+pub const API_KEY: &str = "api_key";
+
 /// The authenticated caller, as the later stages see it.
 #[derive(Debug)]
 pub struct Identity {
@@ -153,6 +156,9 @@ pub struct Provider {
     keys: Keys,
     /// What decides whether a reload may keep this provider's remote keys.
     fingerprint: String,
+    /// A hash of the checks and claim mapping its tokens pass through: a cached verification
+    /// made under other ones is not used.
+    policy: u64,
 }
 
 /// Where a provider's claims are (the `claims` mapping).
@@ -222,6 +228,7 @@ impl Provider {
 /// A verified token, remembered by the SHA-256 of its text.
 struct Cached {
     identity: Arc<Identity>,
+    policy: u64,
     kid: Option<String>,
     key_serial: u64,
     exp: i64,
@@ -307,7 +314,7 @@ impl Authenticator {
                 .api_keys
                 .as_ref()
                 .and_then(|keys| keys.find(key))
-                .ok_or_else(|| AuthError::invalid("unknown API key", None)),
+                .ok_or_else(|| AuthError::invalid("unknown API key", Some(&API_KEY.into()))),
             Credentials::Bearer(text) => self.bearer(text, now).await,
         }
     }
@@ -359,6 +366,7 @@ impl Authenticator {
             digest,
             Cached {
                 identity: identity.clone(),
+                policy: provider.policy,
                 kid,
                 key_serial: verified.key.serial,
                 exp: verified.exp,
@@ -376,7 +384,7 @@ impl Authenticator {
         let provider = self
             .providers
             .iter()
-            .find(|p| p.name == entry.identity.provider)?;
+            .find(|p| p.name == entry.identity.provider && p.policy == entry.policy)?;
         let still_there = match &provider.keys {
             Keys::Static(keys) => keys.contains(entry.kid.as_deref(), entry.key_serial),
             Keys::Remote(remote) => match remote.current() {

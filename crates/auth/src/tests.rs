@@ -404,3 +404,52 @@ mod tempdir {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+#[test]
+fn a_reload_with_stricter_rules_does_not_reuse_cached_verifications() {
+    let loose = authenticator(&format!(
+        "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.example, secret: {SECRET} }}"
+    ))
+    .unwrap();
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("aud");
+    let token = hs256(&c);
+    assert!(check(&loose, &token).is_ok());
+    assert_eq!(loose.cache().len(), 1);
+
+    let yaml = format!(
+        "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.example, secret: {SECRET}, audiences: [https://api.example] }}\nupstreams: {{ u: {{ targets: [\"127.0.0.1:1\"] }} }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u, auth: none }}\n"
+    );
+    let loaded = tollgate_config::parse(&yaml).unwrap();
+    let mut report = loaded.report();
+    let strict = build(
+        &loaded.file.auth,
+        &mut report,
+        Context {
+            runtime: None,
+            events: Arc::new(NoEvents),
+            previous: Some(&loose),
+        },
+    );
+    assert!(report.is_empty());
+    assert_eq!(
+        strict.cache().len(),
+        1,
+        "the cache is kept across the reload"
+    );
+    assert_eq!(
+        check(&strict, &token).unwrap_err().description,
+        "token has no aud"
+    );
+}
+
+#[test]
+fn max_stale_shorter_than_a_refresh_is_an_error() {
+    let Err(e) = authenticator("auth:\n  jwks: { refresh_interval: 10m, max_stale: 1m }\n  api_keys: { keys: [{ id: a, key: k }] }") else {
+        panic!("accepted");
+    };
+    assert!(
+        e.contains("error: auth.jwks.max_stale (line 2): must be at least refresh_interval"),
+        "{e}"
+    );
+}

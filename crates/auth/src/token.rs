@@ -39,8 +39,8 @@ impl<'a> Token<'a> {
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            // Five parts is a JWE: encrypted tokens are not accepted (RFC 8725 §3.1 asks for a
-            // single, explicit token type).
+            // Five parts is a JWE: encrypted tokens are not accepted (one explicit token type,
+            // RFC 8725 §3.11).
             return Err(if text.split('.').count() == 5 {
                 "encrypted tokens (JWE) are not accepted"
             } else {
@@ -48,7 +48,8 @@ impl<'a> Token<'a> {
             });
         };
         if signature.is_empty() {
-            // An empty signature is the unsecured `alg: none` shape (CVE-2015-9235).
+            // An empty signature is the unsecured `alg: none` shape (RFC 7519 §6; RFC 8725
+            // §2.1).
             return Err("token is not signed");
         }
         let signing_input = &text[..header.len() + 1 + payload.len()];
@@ -146,7 +147,7 @@ fn depth(json: &[u8]) -> usize {
 }
 
 /// The header's `alg`, exactly as RFC 7518 spells it. `none` in any spelling, and anything
-/// unknown, is refused here (CVE-2015-9235).
+/// unknown, is refused here (RFC 8725 §2.1 and §3.1).
 fn algorithm(header: &Map<String, Value>) -> Result<Algorithm, &'static str> {
     let Some(Value::String(alg)) = header.get("alg") else {
         return Err("token header has no alg");

@@ -86,7 +86,8 @@ pub fn check_claims(
             Some(_) => Err("a time claim is not a number"),
         }
     };
-    // A token without an expiry would be valid forever (RFC 8725 §3.10 asks for short lives).
+    // A token without an expiry would be valid forever (RFC 7519 §4.1.4 makes it optional;
+    // we do not).
     let exp = time("exp")?.ok_or("token has no exp")?;
     let nbf = time("nbf")?;
     let iat = time("iat")?;
