@@ -256,3 +256,88 @@ fn a_reload_keeps_the_keys_of_unchanged_providers_and_fetches_only_new_ones() {
     assert_eq!(fetched("auth0"), 1.0);
     assert_eq!(get(&gw, &mock.token("c", "s")).status, 200);
 }
+
+/// A JWKS served over HTTPS by Python's standard library, with a certificate for `localhost`
+/// from a CA the test makes: `tls.ca_file` is what makes it trusted.
+#[test]
+fn a_jwks_over_https_is_trusted_through_tls_ca_file_only() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let dir = temp_dir();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let tls_key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&tls_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), tls_key.serialize_pem()).unwrap();
+
+    let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = signing.public_key_raw();
+    let jwks = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "tls-1",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]) }] });
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/jwks.json"), jwks.to_string()).unwrap();
+    let port = free_port();
+    let script = format!(
+        "import functools, http.server, ssl\n\
+         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         ctx.load_cert_chain('{d}/cert.pem', '{d}/key.pem')\n\
+         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory='{d}/www')\n\
+         httpd = http.server.HTTPServer(('127.0.0.1', {port}), handler)\n\
+         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)\n\
+         httpd.serve_forever()\n",
+        d = dir.display()
+    );
+    let _server = tollgate_tests::Process(
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(10), "the HTTPS JWKS server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let up = Upstream::start("u");
+    let uri = format!("https://localhost:{port}/jwks.json");
+    let gw = Gateway::start(&format!(
+        "auth:\n  providers:\n    - {{ name: trusted, issuer: https://trusted.test, jwks_uri: \"{uri}\", tls: {{ ca_file: \"{}\" }} }}\n    - {{ name: untrusted, issuer: https://untrusted.test, jwks_uri: \"{uri}\" }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: api, match: {{ path: /api/* }}, upstream: u }}\n",
+        dir.join("ca.pem").display(),
+        up.addr
+    ));
+    let token = |iss: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("tls-1".into());
+        let claims = json!({ "iss": iss, "sub": "s", "exp": 9_999_999_999u64 });
+        encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_pem(signing.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the trusted provider's keys",
+        || get(&gw, &token("https://trusted.test")).status == 200,
+    );
+    // The same server, without the CA: its certificate is not trusted, so no keys.
+    wait_until(
+        Duration::from_secs(20),
+        "the untrusted provider's failed fetch",
+        || {
+            metric(
+                &gw,
+                r#"tollgate_jwks_refresh_total{provider="untrusted",result="error"}"#,
+            ) >= 1.0
+        },
+    );
+    assert_eq!(get(&gw, &token("https://untrusted.test")).status, 503);
+}
