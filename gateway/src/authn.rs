@@ -71,6 +71,22 @@ pub async fn authenticate(
 
 const REALM: &str = "Bearer realm=\"tollgate\"";
 
+/// A caller that may not pass a route's `allow` rules: 403, with RFC 6750's
+/// `insufficient_scope` challenge when a scope is missing.
+pub fn forbidden(refusal: tollgate_policy::Refusal) -> Denial {
+    let denial = Denial::new(403, refusal.code, refusal.description);
+    match refusal.scope {
+        Some(scope) => denial.header(
+            "www-authenticate",
+            format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                scope.replace(['"', '\\'], "'")
+            ),
+        ),
+        None => denial,
+    }
+}
+
 /// `Bearer realm="tollgate"`, with `resource_metadata` (RFC 9728 §5.1) when configured.
 fn challenge(metadata: Option<&str>) -> String {
     match metadata {

@@ -55,6 +55,8 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// Headers sent upstream with the caller's identity.
     pub forward: Forwarded,
+    /// `allow`: what an authenticated caller must have.
+    pub allow: Option<tollgate_policy::Allow>,
 }
 
 /// `retries`: how often an idempotent request is tried again, and on what.
@@ -230,6 +232,15 @@ impl Gate {
                 i,
                 &mut report,
             );
+            let allow = r.allow.as_ref().and_then(|a| {
+                if r.auth == AuthMode::None {
+                    report.error(
+                        format!("routes[{i}].allow"),
+                        "allow rules need an authenticated caller: auth: none never has one",
+                    );
+                }
+                tollgate_policy::Allow::compile(a, i, &mut report)
+            });
             routes.push(Route {
                 name: r.name.as_str().into(),
                 upstream: upstream.clone(),
@@ -245,6 +256,7 @@ impl Gate {
                     .map_or(Retries::DEFAULT, |c| Retries::compile(c, i, &mut report)),
                 metrics: metrics.route(&r.name),
                 forward,
+                allow,
             });
         }
 
@@ -289,7 +301,7 @@ impl Gate {
             .auth
             .resource_metadata
             .as_ref()
-            .and_then(|url| ResourceMetadata::build(url, &auth, &mut report));
+            .and_then(|url| ResourceMetadata::build(url, &auth, &routes, &mut report));
         let credential_headers = if file.auth.forward_authorization {
             Vec::new()
         } else {
@@ -335,6 +347,7 @@ impl ResourceMetadata {
     fn build(
         url: &tollgate_config::Text,
         auth: &tollgate_auth::Authenticator,
+        routes: &[Route],
         report: &mut Report<'_>,
     ) -> Option<ResourceMetadata> {
         let parsed = url.parse::<http::Uri>().ok().filter(|u| {
@@ -361,11 +374,19 @@ impl ResourceMetadata {
         );
         let mut issuers: Vec<&str> = auth.providers().iter().map(|p| p.issuer.as_str()).collect();
         issuers.dedup();
-        let document = serde_json::json!({
+        let scopes: std::collections::BTreeSet<&str> = routes
+            .iter()
+            .filter_map(|r| r.allow.as_ref())
+            .flat_map(|a| a.scopes().iter().map(String::as_str))
+            .collect();
+        let mut document = serde_json::json!({
             "resource": resource,
             "authorization_servers": issuers,
             "bearer_methods_supported": ["header"],
         });
+        if !scopes.is_empty() {
+            document["scopes_supported"] = serde_json::json!(scopes);
+        }
         Some(ResourceMetadata {
             url: url.to_string(),
             path: uri.path().to_owned(),
@@ -483,12 +504,6 @@ fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
             report.error(
                 format!("routes[{i}].match"),
                 format!("tenant isolation ({{tenant}} in a route) {LATER}"),
-            );
-        }
-        if r.allow.is_some() {
-            report.error(
-                format!("routes[{i}].allow"),
-                format!("authorization rules {LATER}"),
             );
         }
     }

@@ -104,8 +104,15 @@ impl Gateway {
             }
         }
 
-        // 3-4. Authorize, rate-limit: config validation refuses `allow` and `rate_limits` until
-        // those stages exist, so a route that gets here needs neither.
+        // 3. Authorize: 403. An anonymous caller of an `optional` route is not checked.
+        if let (Some(allow), Some(identity)) = (&route.allow, &ctx.identity) {
+            if let Err(refusal) = allow.check(identity) {
+                ctx.auth_result = Some(refusal.code);
+                return Err(crate::authn::forbidden(refusal));
+            }
+        }
+
+        // 4. Rate-limit: config validation refuses `rate_limits` until that stage exists.
 
         // 5. Forward: checks on what is sent upstream.
         if let Some(max) = route.max_body {

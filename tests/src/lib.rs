@@ -743,9 +743,18 @@ impl Idp {
         }
     }
 
-    /// A `client_credentials` access token from the issuer's token endpoint.
+    /// A `client_credentials` access token from the issuer's token endpoint, with the scopes
+    /// `api:read api:write`.
     pub fn token(&self, client: &str, secret: &str) -> String {
-        let form = "grant_type=client_credentials&scope=api%3Aread%20api%3Awrite";
+        self.token_with_scope(client, secret, "api:read api:write")
+    }
+
+    /// Like [`Idp::token`], asking for these (space-separated) scopes.
+    pub fn token_with_scope(&self, client: &str, secret: &str, scope: &str) -> String {
+        let form = format!(
+            "grant_type=client_credentials&scope={}",
+            scope.replace(':', "%3A").replace(' ', "%20")
+        );
         let path = format!(
             "{}/token",
             self.issuer

@@ -55,7 +55,7 @@ fn errors_name_yaml_path_and_line_and_exit_1() {
         ),
         (
             "routes:\n  - name: a\n    match: { path: /a }\n    upstream: users\n    auth: none\n    allow: { roles: [admin] }\n",
-            "error: routes[0].allow (line 9): authorization rules is not supported by this build",
+            "error: routes[0].allow (line 9): allow rules need an authenticated caller",
         ),
         (
             "routes:\n  - name: a\n    match: { path: /a, host: \"{tenant}.example.com\" }\n    upstream: users\n    auth: none\n",
