@@ -1,4 +1,5 @@
-//! `tollgate`: the CLI. `run` serves a config; `validate` checks one.
+//! `tollgate`: the CLI. `run` serves a config; `validate` checks one; `explain` dry-runs one
+//! request through it.
 #![deny(clippy::unwrap_used)]
 
 mod access_log;
@@ -6,6 +7,7 @@ mod admin;
 mod authn;
 mod cors;
 mod denial;
+mod explain;
 mod forwarded;
 mod gate;
 mod identity;
@@ -52,6 +54,23 @@ enum Command {
         #[arg(short, long, default_value = "config/tollgate.yaml")]
         config: PathBuf,
     },
+    /// Dry-run one request through routing, authentication and authorization; print each
+    /// step's decision; exit 0 if it would be allowed, 1 if not. It may fetch JWKS.
+    Explain {
+        #[arg(short, long, default_value = "config/tollgate.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        host: Option<String>,
+        /// A bearer token (JWT).
+        #[arg(long, conflicts_with = "api_key")]
+        token: Option<String>,
+        #[arg(long)]
+        api_key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +84,26 @@ fn main() -> ExitCode {
         Command::Run { config, upgrade } => {
             init_tracing("info");
             server::run(config, upgrade)
+        }
+        Command::Explain {
+            config,
+            method,
+            path,
+            host,
+            token,
+            api_key,
+        } => {
+            init_tracing("warn");
+            explain::explain(
+                &config,
+                &explain::Request {
+                    method: &method,
+                    path: &path,
+                    host: host.as_deref(),
+                    token: token.as_deref(),
+                    api_key: api_key.as_deref(),
+                },
+            )
         }
     }
 }

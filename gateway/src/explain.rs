@@ -1,0 +1,146 @@
+//! `tollgate explain`: one request, dry-run through the same stages as the proxy (routing,
+//! authentication, authorization), each step's decision and reason on one line.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora::http::RequestHeader;
+use tollgate_admin::Metrics;
+
+use crate::authn::{authenticate, forbidden};
+use crate::denial::Denial;
+use crate::gate::Gate;
+use crate::route::route;
+
+/// The request to explain, from the command line.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+}
+
+/// How long `explain` waits for remote providers' keys before it goes on without them.
+const KEYS_WAIT: Duration = Duration::from_secs(10);
+
+pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
+    let loaded = match tollgate_config::load(config) {
+        Ok(l) => l,
+        Err(problems) => {
+            println!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let gate = match Gate::build(&loaded, &metrics, Some(runtime.handle()), None) {
+        Ok(g) => g,
+        Err(problems) => {
+            println!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let req = match header(&gate, request) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("request: refused: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let routed = match route(&gate, &req) {
+        Ok(r) => r,
+        Err(d) => return refused("route", &d),
+    };
+    let r = &gate.routes[routed.route];
+    println!(
+        "route: ok: {:?} (upstream {}, auth {})",
+        &*r.name,
+        r.upstream.name,
+        match r.auth {
+            tollgate_config::AuthMode::None => "none",
+            tollgate_config::AuthMode::Optional => "optional",
+            tollgate_config::AuthMode::Required => "required",
+        }
+    );
+
+    // Remote keys are fetched in the background, as by `run`: give them a moment.
+    let deadline = Instant::now() + KEYS_WAIT;
+    while gate.auth.providers().iter().any(|p| !p.ready()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50)); // polling the providers' state
+    }
+    let caller = match runtime.block_on(authenticate(&gate, r, &req, &metrics)) {
+        Ok(c) => c,
+        Err((d, _)) => return refused("authenticate", &d),
+    };
+    match &caller.identity {
+        None => println!("authenticate: ok: {}", caller.result),
+        Some(id) => println!(
+            "authenticate: ok: provider {}, subject {}, roles [{}], scopes [{}]",
+            id.provider,
+            id.subject.as_deref().unwrap_or("(none)"),
+            id.roles.join(", "),
+            id.scopes.join(", ")
+        ),
+    }
+
+    match (&r.allow, &caller.identity) {
+        (None, _) => println!("authorize: ok: the route has no allow rules"),
+        (Some(_), None) => println!("authorize: ok: anonymous caller of an optional route"),
+        (Some(allow), Some(id)) => match allow.check(id) {
+            Ok(()) => println!("authorize: ok: the caller satisfies the route's allow rules"),
+            Err(refusal) => return refused("authorize", &forbidden(refusal)),
+        },
+    }
+    println!("rate limit: ok: rate limits are not in this build");
+    println!("result: allowed");
+    ExitCode::SUCCESS
+}
+
+fn refused(step: &str, d: &Denial) -> ExitCode {
+    println!(
+        "{step}: refused: {} {}: {}",
+        d.status, d.code, d.description
+    );
+    for (name, value) in &d.headers {
+        println!("  {name}: {value}");
+    }
+    println!("result: refused with {}", d.status);
+    ExitCode::FAILURE
+}
+
+fn header(gate: &Gate, request: &Request<'_>) -> Result<RequestHeader, String> {
+    let method = request.method.to_ascii_uppercase();
+    let mut req = RequestHeader::build(method.as_str(), request.path.as_bytes(), None)
+        .map_err(|e| format!("bad method or path: {e}"))?;
+    let mut set = |name: &str, value: String| {
+        req.insert_header(name.to_owned(), value)
+            .map_err(|e| format!("bad {name}: {e}"))
+    };
+    set("host", request.host.unwrap_or("localhost").to_owned())?;
+    if let Some(token) = request.token {
+        set("authorization", format!("Bearer {token}"))?;
+    }
+    if let Some(key) = request.api_key {
+        let name = gate
+            .auth
+            .api_key_header()
+            .map_or("x-api-key", |h| h.as_str())
+            .to_owned();
+        set(&name, key.to_owned())?;
+    }
+    Ok(req)
+}
