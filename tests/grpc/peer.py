@@ -3,6 +3,8 @@
 No generated code: methods take and return raw bytes.
   python peer.py server PORT         serve /test.Echo/{Unary,Chat} on 127.0.0.1:PORT (h2c)
   python peer.py client HOST:PORT    call through the gateway; exit 0 when all checks pass
+  python peer.py auth HOST:PORT ALLOWED_TOKEN FORBIDDEN_TOKEN
+                                     the gateway's auth answers as gRPC statuses
 """
 import sys
 
@@ -62,5 +64,27 @@ def client(target):
     print("all ok", flush=True)
 
 
+def auth(target, allowed, forbidden):
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/test.Echo/Unary", *IDENTITY)
+        for what, metadata, want in [
+            ("no token", (), grpc.StatusCode.UNAUTHENTICATED),
+            ("bad token", (("authorization", "Bearer not.a.token"),), grpc.StatusCode.UNAUTHENTICATED),
+            ("forbidden token", (("authorization", f"Bearer {forbidden}"),), grpc.StatusCode.PERMISSION_DENIED),
+        ]:
+            try:
+                call(b"x", metadata=metadata, timeout=10)
+                check(what, "OK", want)
+            except grpc.RpcError as e:
+                check(what, e.code(), want)
+        reply = call(b"hi", metadata=(("authorization", f"Bearer {allowed}"),), timeout=10)
+        check("allowed token", reply, b"echo:hi")
+    print("all ok", flush=True)
+
+
 if __name__ == "__main__":
-    {"server": lambda: serve(int(sys.argv[2])), "client": lambda: client(sys.argv[2])}[sys.argv[1]]()
+    {
+        "server": lambda: serve(int(sys.argv[2])),
+        "client": lambda: client(sys.argv[2]),
+        "auth": lambda: auth(sys.argv[2], sys.argv[3], sys.argv[4]),
+    }[sys.argv[1]]()

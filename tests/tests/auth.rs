@@ -487,3 +487,70 @@ fn resource_metadata_is_served_and_named_in_challenges() {
         "{out}"
     );
 }
+
+#[test]
+fn forwarded_values_are_encoded_as_the_contract_says() {
+    let up = Upstream::start("u");
+    let gw = Gateway::start_with_env(
+        &format!(
+            r#"
+auth:
+  providers:
+    - name: hs
+      issuer: https://hs.example.test
+      secret: ${{HS_SECRET}}
+      claims: {{ roles: 'resource_access."my.client".roles' }}
+upstreams:
+  u: {{ targets: ["{}"] }}
+forward_headers:
+  X-Level: level
+  X-Verified: verified
+  X-Org: org
+  X-Groups: groups
+  X-Mixed: mixed
+  X-Evil: evil
+  X-Missing: nope
+  X-Client-Roles: $roles
+  X-Namespaced: "https://example.com/roles"
+routes:
+  - {{ name: r, match: {{ path: /* }}, upstream: u }}
+"#,
+            up.addr
+        ),
+        &[("HS_SECRET", SECRET)],
+    );
+    let mut c = claims("https://hs.example.test");
+    let extra = json!({
+        "level": 3, "verified": true, "org": { "id": 7, "name": "acme" },
+        "groups": ["a", "b"], "mixed": ["a", 1], "evil": "x\r\nX-Injected: yes",
+        "resource_access": { "my.client": { "roles": ["reader", "writer"] } },
+        "https://example.com/roles": ["editor"],
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let r = get(
+        &gw,
+        "/x",
+        &[
+            ("Authorization", &bearer(&hs256(&c))),
+            ("X-Missing", "spoofed"),
+            ("X-Evil", "spoofed"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-level"], "3");
+    assert_eq!(h["x-verified"], "true");
+    assert_eq!(h["x-org"], r#"{"id":7,"name":"acme"}"#);
+    assert_eq!(h["x-groups"], "a,b");
+    assert_eq!(h["x-mixed"], r#"["a",1]"#);
+    assert_eq!(h["x-client-roles"], "reader,writer");
+    assert_eq!(h["x-namespaced"], "editor");
+    assert!(h.get("x-evil").is_none(), "control characters: not sent");
+    assert!(h.get("x-injected").is_none());
+    assert!(
+        h.get("x-missing").is_none(),
+        "absent claim: no header, spoofed one removed"
+    );
+}

@@ -46,3 +46,57 @@ fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
     assert!(stdout.contains("all ok"), "{stdout}");
     drop(server);
 }
+
+#[test]
+fn a_real_grpc_client_gets_unauthenticated_and_permission_denied() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/peer.py");
+    let port = free_port();
+    let mut server = Process(
+        Command::new(python())
+            .arg(&peer)
+            .args(["server", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "serving");
+
+    let secret = "grpc-test-secret-0123456789abcdef";
+    let gw = Gateway::start_with_listen(
+        "  h2c: true\n",
+        &format!(
+            "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.test, secret: {secret} }}\nupstreams:\n  grpc: {{ targets: [\"127.0.0.1:{port}\"], protocol: http2 }}\nroutes:\n  - name: echo\n    match: {{ path: /test.Echo/* }}\n    upstream: grpc\n    allow: {{ roles: [admin] }}\n"
+        ),
+    );
+    let token = |roles: &[&str]| {
+        let claims = serde_json::json!({ "iss": "https://hs.test", "sub": "s", "exp": 9_999_999_999u64, "roles": roles });
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let out = Command::new(python())
+        .arg(&peer)
+        .args([
+            "auth",
+            &gw.http.to_string(),
+            &token(&["admin"]),
+            &token(&["user"]),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all ok"), "{stdout}");
+}
