@@ -22,7 +22,7 @@ pub struct Entry {
     pub upstream: Option<Arc<str>>,
     pub provider: Option<Arc<str>>,
     pub subject: Option<String>,
-    pub tier: Option<String>,
+    pub tier: Option<Arc<str>>,
     pub auth: Option<&'static str>,
     pub latency_ms: f64,
     #[serde(serialize_with = "header_text")]

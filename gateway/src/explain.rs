@@ -105,7 +105,32 @@ pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
             Err(refusal) => return refused("authorize", &forbidden(refusal)),
         },
     }
-    println!("rate limit: ok: rate limits are not in this build");
+    if r.rate_limits.is_empty() {
+        println!("rate limit: ok: the route has no rate limit");
+    }
+    for policy in &r.rate_limits {
+        let caller = tollgate_ratelimit::Caller {
+            identity: caller.identity.as_deref(),
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        };
+        match policy.tier(&caller) {
+            Some(tier) => match tier.bucket() {
+                Some(b) => println!(
+                    "rate limit: policy {:?}, tier {:?}: {} requests per {} s, burst {}",
+                    &*policy.name,
+                    &*tier.name,
+                    b.quota.count,
+                    tollgate_ratelimit::gcra::ceil_secs(b.quota.period_ns),
+                    b.quota.burst
+                ),
+                None => println!(
+                    "rate limit: policy {:?}, tier {:?}: unlimited",
+                    &*policy.name, &*tier.name
+                ),
+            },
+            None => println!("rate limit: policy {:?}: no tier", &*policy.name),
+        }
+    }
     println!("result: allowed");
     ExitCode::SUCCESS
 }

@@ -21,6 +21,8 @@ const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 
 pub struct Gate {
     pub router: Router,
+    /// `rate_limits`; unchanged policies keep their counts across reloads.
+    pub policies: tollgate_ratelimit::Policies,
     /// Providers and API keys; unchanged remote providers and the token cache survive reloads.
     pub auth: tollgate_auth::Authenticator,
     pub routes: Vec<Route>,
@@ -57,6 +59,8 @@ pub struct Route {
     pub forward: Forwarded,
     /// `allow`: what an authenticated caller must have.
     pub allow: Option<tollgate_policy::Allow>,
+    /// `rate_limit`: every one must admit.
+    pub rate_limits: Vec<Arc<tollgate_ratelimit::Policy>>,
 }
 
 /// `retries`: how often an idempotent request is tried again, and on what.
@@ -215,6 +219,22 @@ impl Gate {
         };
 
         let forward_defaults = identity::defaults(&file.forward_headers, &mut report);
+        let mut policies = tollgate_ratelimit::Policies::new();
+        for (name, config) in &file.rate_limits {
+            if config.backend == tollgate_config::Backend::Redis {
+                report.error(
+                    format!("rate_limits.{name}.backend"),
+                    "the redis backend is not supported by this build of tollgate yet",
+                );
+                continue;
+            }
+            let previous = previous.and_then(|p| p.policies.get(name));
+            if let Some(p) =
+                tollgate_ratelimit::Policy::compile(name, config, previous, &mut report)
+            {
+                policies.insert(name.clone(), p);
+            }
+        }
         let mut routes = Vec::with_capacity(file.routes.len());
         for (i, r) in file.routes.iter().enumerate() {
             let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
@@ -241,6 +261,12 @@ impl Gate {
                 }
                 tollgate_policy::Allow::compile(a, i, &mut report)
             });
+            let rate_limits = r
+                .rate_limit
+                .iter()
+                .flat_map(|l| l.names())
+                .filter_map(|n| policies.get(n.as_str()).cloned())
+                .collect();
             routes.push(Route {
                 name: r.name.as_str().into(),
                 upstream: upstream.clone(),
@@ -257,6 +283,7 @@ impl Gate {
                 metrics: metrics.route(&r.name),
                 forward,
                 allow,
+                rate_limits,
             });
         }
 
@@ -311,6 +338,7 @@ impl Gate {
         };
         let gate = router.map(|router| Gate {
             router,
+            policies,
             auth,
             routes,
             upstreams,
@@ -490,9 +518,6 @@ fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName>
 fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     const LATER: &str = "is not supported by this build of tollgate yet";
     let file = &loaded.file;
-    if !file.rate_limits.is_empty() {
-        report.error("rate_limits", format!("rate limiting {LATER}"));
-    }
     if file.redis.is_some() {
         report.error("redis", format!("the redis backend {LATER}"));
     }

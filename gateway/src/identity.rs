@@ -93,14 +93,15 @@ fn entry(
 }
 
 /// The value of one forwarded header for this caller; `None` sends nothing.
-pub fn value(source: &Source, identity: &Identity) -> Option<HeaderValue> {
+pub fn value(source: &Source, identity: &Identity, tier: Option<&str>) -> Option<HeaderValue> {
     let text = match source {
+        Source::Tier => tier?.to_owned(),
         Source::Provider => identity.provider.to_string(),
         Source::Subject => identity.subject.clone()?,
         Source::Client => identity.client.clone()?,
         Source::Roles if !identity.roles.is_empty() => identity.roles.join(","),
         Source::Scopes if !identity.scopes.is_empty() => identity.scopes.join(","),
-        Source::Roles | Source::Scopes | Source::Tenant | Source::Tier => return None,
+        Source::Roles | Source::Scopes | Source::Tenant => return None,
         Source::Claim(path) => match path.lookup(&identity.claims)? {
             Value::String(s) => s.clone(),
             Value::Null => return None,

@@ -12,6 +12,7 @@ mod forwarded;
 mod gate;
 mod identity;
 mod lifecycle;
+mod limits;
 mod proxy;
 mod reload;
 mod route;

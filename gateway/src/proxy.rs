@@ -58,6 +58,10 @@ pub struct RequestCtx {
     identity: Option<Arc<tollgate_auth::Identity>>,
     /// The access log's `auth`: `none`, `ok`, `anonymous` or a refusal's code.
     auth_result: Option<&'static str>,
+    /// The tier of the policy whose headers the response carries (`$tier`).
+    tier: Option<Arc<str>>,
+    /// `RateLimit-*` headers for every response of a rate-limited route.
+    ratelimit_headers: Vec<(&'static str, String)>,
     _in_flight: InFlightGuard,
 }
 
@@ -112,7 +116,30 @@ impl Gateway {
             }
         }
 
-        // 4. Rate-limit: config validation refuses `rate_limits` until that stage exists.
+        // 4. Rate-limit: 429.
+        if !route.rate_limits.is_empty() {
+            let caller = tollgate_ratelimit::Caller {
+                identity: ctx.identity.as_deref(),
+                ip: ctx.client,
+            };
+            let verdicts = tollgate_ratelimit::acquire_all(&route.rate_limits, &caller);
+            for v in &verdicts {
+                self.metrics.ratelimit(&v.policy, &v.tier, v.allowed());
+            }
+            ctx.tier = verdicts.first().map(|v| v.tier.clone());
+            if let Some(v) = tollgate_ratelimit::headline(&verdicts) {
+                ctx.tier = Some(v.tier.clone());
+                ctx.ratelimit_headers = crate::limits::headers(v);
+                if !v.allowed() {
+                    let mut denial = Denial::new(429, "rate_limited", "too many requests");
+                    denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
+                    denial
+                        .headers
+                        .push(("retry-after", crate::limits::retry_after(v)));
+                    return Err(denial);
+                }
+            }
+        }
 
         // 5. Forward: checks on what is sent upstream.
         if let Some(max) = route.max_body {
@@ -145,6 +172,8 @@ impl ProxyHttp for Gateway {
             retried: 0,
             identity: None,
             auth_result: None,
+            tier: None,
+            ratelimit_headers: Vec::new(),
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -308,7 +337,7 @@ impl ProxyHttp for Gateway {
         }
         if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route()) {
             for (name, source) in &route.forward {
-                if let Some(value) = crate::identity::value(source, identity) {
+                if let Some(value) = crate::identity::value(source, identity, ctx.tier.as_deref()) {
                     upstream.insert_header(name.clone(), value)?;
                 }
             }
@@ -340,6 +369,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+        for (name, value) in &ctx.ratelimit_headers {
+            upstream_response.insert_header(*name, value.as_str())?;
+        }
         if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
             for (name, value) in cors.response_headers(session.req_header()) {
                 upstream_response.insert_header(name, value)?;
@@ -378,7 +410,8 @@ impl ProxyHttp for Gateway {
             },
         };
         let code = match denial {
-            Some(denial) if session.response_written().is_none() => {
+            Some(mut denial) if session.response_written().is_none() => {
+                denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
                 ctx.denied = Some(denial.status);
                 if let Err(write) = denial
                     .render(session, request_id_str(&ctx.request_id), ctx.grpc)
@@ -418,7 +451,7 @@ impl ProxyHttp for Gateway {
             upstream: route.map(|r| r.upstream.name.clone()),
             provider: ctx.identity.as_ref().map(|i| i.provider.clone()),
             subject: ctx.identity.as_ref().and_then(|i| i.subject.clone()),
-            tier: None,
+            tier: ctx.tier.clone(),
             auth: ctx.auth_result.or_else(|| {
                 route.map(|r| match r.auth {
                     AuthMode::None => "none",

@@ -116,6 +116,20 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    // Local rate-limit buckets that are full again hold no information: drop them now and
+    // then, so that memory follows the callers of the last minutes, not of all time.
+    let swept = gate.clone();
+    background.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            for policy in swept.load().policies.values() {
+                for bucket in policy.tiers().filter_map(|t| t.bucket()) {
+                    bucket.sweep();
+                }
+            }
+        }
+    });
+
     let in_flight = InFlight(metrics.in_flight());
     let drained = exit_when_drained(
         server.watch_execution_phase(),

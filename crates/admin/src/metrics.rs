@@ -21,6 +21,7 @@ pub struct Metrics {
     auth: IntCounterVec,
     jwks_refresh: IntCounterVec,
     jwks_keys: IntGaugeVec,
+    ratelimit: IntCounterVec,
 }
 
 /// Status codes whose counters are resolved at load; others are looked up when they occur.
@@ -120,8 +121,17 @@ impl Metrics {
             &["provider"],
         )
         .expect("valid metric");
+        let ratelimit = IntCounterVec::new(
+            Opts::new(
+                "tollgate_ratelimit_total",
+                "Rate-limit decisions, by policy, tier and result (allowed or limited)",
+            ),
+            &["policy", "tier", "result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ratelimit.clone()),
             Box::new(auth.clone()),
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
@@ -145,7 +155,16 @@ impl Metrics {
             auth,
             jwks_refresh,
             jwks_keys,
+            ratelimit,
         }
+    }
+
+    /// One rate-limit decision.
+    pub fn ratelimit(&self, policy: &str, tier: &str, allowed: bool) {
+        let result = if allowed { "allowed" } else { "limited" };
+        self.ratelimit
+            .with_label_values(&[policy, tier, result])
+            .inc();
     }
 
     /// One authentication: `result` is `ok` or the refusal's error code.

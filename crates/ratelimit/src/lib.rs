@@ -1,0 +1,366 @@
+//! Stage 4 of the pipeline, rate-limit: the route's policies, each choosing a tier for the
+//! caller and counting the caller's key in that tier's bucket (GCRA, [`gcra`]).
+//!
+//! The local backend keeps one TAT per key in a `DashMap` per (policy, tier), bounded: keys
+//! whose bucket is full again carry no state and are dropped first; past the cap the keys
+//! touched longest ago go (counted). The arithmetic is our own rather than `governor`'s so that
+//! the headers (`Remaining`, `Reset`) come straight from it and the Redis backend can run the
+//! very same formula in Lua.
+
+pub mod gcra;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use tollgate_auth::claims::ClaimPath;
+use tollgate_auth::Identity;
+use tollgate_config::{Rate, RateLimitPolicy, Report};
+use tollgate_policy::expr::Expr;
+
+use gcra::{Decision, Quota};
+
+/// Keys one (policy, tier) bucket store keeps at most.
+pub const MAX_KEYS: usize = 500_000;
+
+/// What a policy counts by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    /// The authenticated subject; anonymous callers by client IP.
+    Subject,
+    /// The caller's client (`$client`); without one, the client IP.
+    Client,
+    Ip,
+    /// The API key's id; other callers by client IP.
+    ApiKey,
+    /// A claim's value; without it, the client IP.
+    Claim(ClaimPath),
+}
+
+pub struct Tier {
+    pub name: Arc<str>,
+    when: Option<Expr>,
+    /// `None`: unlimited.
+    bucket: Option<Bucket>,
+}
+
+/// One tier's counts.
+pub struct Bucket {
+    pub quota: Quota,
+    store: DashMap<String, u64>,
+    epoch: Instant,
+    /// Keys evicted because the store was full.
+    pub evicted: AtomicU64,
+}
+
+pub struct Policy {
+    pub name: Arc<str>,
+    key: Key,
+    tiers: Vec<Tier>,
+    /// The config it came from: an unchanged policy keeps its counts across a reload.
+    source: String,
+}
+
+/// The caller as a policy sees it.
+pub struct Caller<'a> {
+    pub identity: Option<&'a Identity>,
+    pub ip: IpAddr,
+}
+
+/// One policy's answer for one request.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub policy: Arc<str>,
+    pub tier: Arc<str>,
+    /// `None` for an unlimited tier: no headers.
+    pub limit: Option<(Quota, Decision)>,
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        self.limit.is_none_or(|(_, d)| d.allowed)
+    }
+}
+
+impl Policy {
+    pub fn compile(
+        name: &str,
+        config: &RateLimitPolicy,
+        previous: Option<&Arc<Policy>>,
+        report: &mut Report<'_>,
+    ) -> Option<Arc<Policy>> {
+        let at = format!("rate_limits.{name}");
+        let source = format!("{config:?}");
+        if let Some(p) = previous.filter(|p| p.source == source) {
+            return Some(p.clone());
+        }
+        let key = match config.key.as_str() {
+            "subject" => Key::Subject,
+            "client" => Key::Client,
+            "ip" => Key::Ip,
+            "api_key" => Key::ApiKey,
+            "tenant" => {
+                report.error(
+                    format!("{at}.key"),
+                    "key: tenant needs multi-tenant issuers, which this build does not have yet",
+                );
+                return None;
+            }
+            other => match other.strip_prefix("claim:").map(ClaimPath::parse) {
+                Some(Ok(path)) => Key::Claim(path),
+                Some(Err(e)) => {
+                    report.error(format!("{at}.key"), e);
+                    return None;
+                }
+                None => {
+                    report.error(
+                        format!("{at}.key"),
+                        format!(
+                            "unknown key {} (subject, client, ip, api_key, tenant, claim:<path>)",
+                            config.key.quoted()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        if config.tiers.is_empty() {
+            report.error(format!("{at}.tiers"), "list at least one tier");
+        }
+        let mut tiers = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in config.tiers.iter().enumerate() {
+            let tat = format!("{at}.tiers[{i}]");
+            if !names.insert(t.name.as_str()) {
+                report.error(
+                    format!("{tat}.name"),
+                    format!("duplicate tier {}", t.name.quoted()),
+                );
+            }
+            let when = match &t.when {
+                None => None,
+                Some(text) => match Expr::parse(text) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        report.error(format!("{tat}.when"), e.to_string());
+                        continue;
+                    }
+                },
+            };
+            let bucket = match t.limit {
+                Rate::Unlimited => {
+                    if t.burst.is_some() {
+                        report.error(format!("{tat}.burst"), "an unlimited tier has no burst");
+                    }
+                    None
+                }
+                Rate::Limited { count, period } => {
+                    let burst = t.burst.unwrap_or(count);
+                    if burst == 0 {
+                        report.error(format!("{tat}.burst"), "must be at least 1");
+                    }
+                    Some(Bucket {
+                        quota: Quota {
+                            count,
+                            period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
+                            burst: burst.max(1),
+                        },
+                        store: DashMap::new(),
+                        epoch: Instant::now(),
+                        evicted: AtomicU64::new(0),
+                    })
+                }
+            };
+            tiers.push(Tier {
+                name: t.name.as_str().into(),
+                when,
+                bucket,
+            });
+        }
+        // Tiers are tried in order; one without `when` takes everyone left. Without one, a
+        // caller could match no tier: refused at load rather than guessed at run time.
+        match config.tiers.iter().position(|t| t.when.is_none()) {
+            None if !config.tiers.is_empty() => report.error(
+                format!("{at}.tiers"),
+                "no default tier: give the last tier no `when`, so that every caller has one",
+            ),
+            Some(i) if i + 1 < config.tiers.len() => report.error(
+                format!("{at}.tiers[{}]", i + 1),
+                "unreachable: an earlier tier without `when` takes every caller",
+            ),
+            _ => {}
+        }
+        Some(Arc::new(Policy {
+            name: name.into(),
+            key,
+            tiers,
+            source,
+        }))
+    }
+
+    /// The tier this caller falls in: the first whose `when` holds (anonymous callers have no
+    /// claims, so only a tier without `when` takes them).
+    pub fn tier(&self, caller: &Caller<'_>) -> Option<&Tier> {
+        self.tiers
+            .iter()
+            .find(|t| match (&t.when, caller.identity) {
+                (None, _) => true,
+                (Some(e), Some(id)) => e.eval(&id.claims),
+                (Some(_), None) => false,
+            })
+    }
+
+    fn key(&self, caller: &Caller<'_>) -> String {
+        let ip = || format!("ip:{}", caller.ip);
+        let Some(id) = caller.identity else {
+            return ip();
+        };
+        match &self.key {
+            Key::Ip => ip(),
+            Key::Subject => id
+                .subject
+                .as_ref()
+                .map_or_else(ip, |s| format!("sub:{}:{s}", id.provider)),
+            Key::Client => id
+                .client
+                .as_ref()
+                .map_or_else(ip, |c| format!("client:{c}")),
+            Key::ApiKey => match (&*id.provider, &id.client) {
+                (tollgate_auth::API_KEY, Some(key_id)) => format!("key:{key_id}"),
+                _ => ip(),
+            },
+            Key::Claim(path) => match path.lookup(&id.claims) {
+                Some(serde_json::Value::String(s)) => format!("claim:{s}"),
+                Some(v) if !v.is_null() => format!("claim:{v}"),
+                _ => ip(),
+            },
+        }
+    }
+
+    /// Counts one request; a refusal consumes nothing.
+    pub fn acquire(&self, caller: &Caller<'_>) -> Option<Verdict> {
+        let tier = self.tier(caller)?;
+        let limit = tier.bucket.as_ref().map(|b| {
+            let decision = b.acquire(self.key(caller));
+            (b.quota, decision)
+        });
+        Some(Verdict {
+            policy: self.name.clone(),
+            tier: tier.name.clone(),
+            limit,
+        })
+    }
+
+    /// Gives back a request counted by [`Policy::acquire`] (when a later policy refused it).
+    pub fn refund(&self, caller: &Caller<'_>) {
+        if let Some(b) = self.tier(caller).and_then(|t| t.bucket.as_ref()) {
+            b.refund(&self.key(caller));
+        }
+    }
+
+    /// The policy's tiers (for metrics and `explain`).
+    pub fn tiers(&self) -> impl Iterator<Item = &Tier> {
+        self.tiers.iter()
+    }
+}
+
+impl Tier {
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.bucket.as_ref()
+    }
+}
+
+impl Bucket {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn acquire(&self, key: String) -> Decision {
+        let now = self.now();
+        if self.store.len() >= MAX_KEYS && !self.store.contains_key(&key) {
+            self.make_room(now);
+        }
+        let mut entry = self.store.entry(key).or_insert(0);
+        let stored = (*entry > now).then_some(*entry);
+        let (decision, new) = gcra::check(&self.quota, stored, now);
+        if let Some(new) = new {
+            *entry = new;
+        }
+        decision
+    }
+
+    fn refund(&self, key: &str) {
+        if let Some(mut tat) = self.store.get_mut(key) {
+            *tat = tat.saturating_sub(self.quota.interval_ns());
+        }
+    }
+
+    /// Keeps the store under its cap: keys whose bucket is full again first (they hold no
+    /// information), then the tenth of the keys with the oldest TAT (touched longest ago).
+    fn make_room(&self, now: u64) {
+        self.store.retain(|_, tat| *tat > now);
+        if self.store.len() < MAX_KEYS {
+            return;
+        }
+        let mut tats: Vec<u64> = self.store.iter().map(|e| *e.value()).collect();
+        let cut = tats.len() / 10;
+        let (_, threshold, _) = tats.select_nth_unstable(cut);
+        let threshold = *threshold;
+        let before = self.store.len();
+        self.store.retain(|_, tat| *tat > threshold);
+        self.evicted
+            .fetch_add((before - self.store.len()) as u64, Ordering::Relaxed);
+    }
+
+    /// Drops keys whose bucket is full again; run now and then so that idle keys free their
+    /// memory without waiting for the cap.
+    pub fn sweep(&self) {
+        let now = self.now();
+        self.store.retain(|_, tat| *tat > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+}
+
+/// Every policy of a config, by name.
+pub type Policies = BTreeMap<String, Arc<Policy>>;
+
+/// All of a route's policies for one request: each must admit. A refused request is given
+/// back to the policies that had counted it. Returns every verdict, refusing or not.
+pub fn acquire_all(policies: &[Arc<Policy>], caller: &Caller<'_>) -> Vec<Verdict> {
+    let mut verdicts = Vec::with_capacity(policies.len());
+    for (i, p) in policies.iter().enumerate() {
+        let Some(v) = p.acquire(caller) else { continue };
+        let refused = !v.allowed();
+        verdicts.push(v);
+        if refused {
+            for earlier in &policies[..i] {
+                earlier.refund(caller);
+            }
+            break;
+        }
+    }
+    verdicts
+}
+
+/// The verdict whose headers a response carries: the refusing one, else the one closest to
+/// refusing (fewest remaining, then longest reset). `None` when every tier was unlimited.
+pub fn headline(verdicts: &[Verdict]) -> Option<&Verdict> {
+    verdicts
+        .iter()
+        .filter_map(|v| v.limit.map(|(_, d)| (v, d)))
+        .min_by_key(|(_, d)| (d.allowed, d.remaining, std::cmp::Reverse(d.reset_ns)))
+        .map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests;

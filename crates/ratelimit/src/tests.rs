@@ -1,0 +1,130 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::json;
+
+use super::*;
+
+fn policy(yaml: &str) -> Result<Arc<Policy>, String> {
+    let text = format!(
+        "rate_limits:\n  p:\n{yaml}\nupstreams: {{ u: {{ targets: [\"127.0.0.1:1\"] }} }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u, auth: none }}\n"
+    );
+    let loaded = tollgate_config::parse(&text).map_err(|p| p.to_string())?;
+    let mut report = loaded.report();
+    let p = Policy::compile("p", &loaded.file.rate_limits["p"], None, &mut report);
+    report
+        .finish(p)
+        .map_err(|p| p.to_string())
+        .map(|p| p.unwrap())
+}
+
+fn identity(sub: &str, plan: &str) -> Identity {
+    let serde_json::Value::Object(claims) = json!({ "sub": sub, "plan": plan }) else {
+        unreachable!()
+    };
+    Identity {
+        provider: Arc::from("kc"),
+        subject: Some(sub.into()),
+        client: None,
+        roles: vec![],
+        scopes: vec![],
+        claims,
+    }
+}
+
+const TIERS: &str = "    key: subject\n    tiers:\n      - { name: free, when: 'Equals(`plan`, `free`)', limit: 3/minute }\n      - { name: pro, when: 'Equals(`plan`, `pro`)', limit: 100/minute, burst: 10 }\n      - { name: enterprise, limit: unlimited }";
+
+#[test]
+fn tiers_by_claim_and_independent_subjects() {
+    let p = policy(TIERS).unwrap();
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (alice, bob, corp) = (
+        identity("alice", "free"),
+        identity("bob", "free"),
+        identity("c", "enterprise"),
+    );
+    let caller = |id| Caller {
+        identity: Some(id),
+        ip,
+    };
+    let allowed: Vec<bool> = (0..4)
+        .map(|_| p.acquire(&caller(&alice)).unwrap().allowed())
+        .collect();
+    assert_eq!(allowed, [true, true, true, false]);
+    assert!(
+        p.acquire(&caller(&bob)).unwrap().allowed(),
+        "another subject has its own bucket"
+    );
+    for _ in 0..1000 {
+        let v = p.acquire(&caller(&corp)).unwrap();
+        assert!(v.allowed() && v.limit.is_none());
+        assert_eq!(&*v.tier, "enterprise");
+    }
+    let pro = p.acquire(&caller(&identity("p", "pro"))).unwrap();
+    let (quota, d) = pro.limit.unwrap();
+    assert_eq!((&*pro.tier, quota.burst, d.remaining), ("pro", 10, 9));
+    // Anonymous callers: by IP, in the default tier.
+    let anon = p.acquire(&Caller { identity: None, ip }).unwrap();
+    assert_eq!(&*anon.tier, "enterprise");
+}
+
+#[test]
+fn a_refusal_by_one_policy_consumes_nothing_from_the_others() {
+    let small = policy("    key: ip\n    tiers:\n      - { name: all, limit: 1/minute }").unwrap();
+    let large = policy("    key: ip\n    tiers:\n      - { name: all, limit: 2/minute }").unwrap();
+    let caller = Caller {
+        identity: None,
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let both = [large.clone(), small.clone()];
+    assert!(acquire_all(&both, &caller).iter().all(Verdict::allowed));
+    let refused = acquire_all(&both, &caller);
+    assert!(!refused.last().unwrap().allowed());
+    // `large` gave its count back: one more still fits in it alone.
+    assert!(acquire_all(&[large], &caller).iter().all(Verdict::allowed));
+}
+
+#[test]
+fn the_headline_is_the_policy_closest_to_refusing() {
+    let a = policy("    key: ip\n    tiers:\n      - { name: a, limit: 10/minute }").unwrap();
+    let b = policy("    key: ip\n    tiers:\n      - { name: b, limit: 2/minute }").unwrap();
+    let caller = Caller {
+        identity: None,
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let v = acquire_all(&[a, b], &caller);
+    assert_eq!(&*headline(&v).unwrap().tier, "b");
+}
+
+#[test]
+fn config_problems() {
+    let cases = [
+        ("    key: subject\n    tiers:\n      - { name: a, when: 'Equals(`plan`, `x`)', limit: 1/s }", "no default tier"),
+        ("    key: subject\n    tiers:\n      - { name: a, limit: 1/s }\n      - { name: b, limit: 2/s }", "unreachable"),
+        ("    key: nope\n    tiers:\n      - { name: a, limit: 1/s }", "unknown key \"nope\""),
+        ("    key: subject\n    tiers:\n      - { name: a, when: 'Equals(`plan`', limit: 1/s }", "rate_limits.p.tiers[0].when (line 5): expected ','"),
+        ("    key: subject\n    tiers:\n      - { name: a, limit: unlimited, burst: 3 }", "an unlimited tier has no burst"),
+        ("    key: tenant\n    tiers:\n      - { name: a, limit: 1/s }", "key: tenant needs multi-tenant issuers"),
+    ];
+    for (yaml, expected) in cases {
+        let Err(e) = policy(yaml) else {
+            panic!("accepted: {yaml}")
+        };
+        assert!(e.contains(expected), "{expected:?} not in {e}");
+    }
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let p = policy("    key: claim:sub\n    tiers:\n      - { name: a, limit: 1/hour }").unwrap();
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for i in 0..(MAX_KEYS + 1000) {
+        let id = identity(&format!("user-{i}"), "x");
+        p.acquire(&Caller {
+            identity: Some(&id),
+            ip,
+        });
+    }
+    let bucket = p.tiers().next().unwrap().bucket().unwrap();
+    assert!(bucket.len() <= MAX_KEYS, "{}", bucket.len());
+    assert!(bucket.evicted.load(Ordering::Relaxed) > 0);
+}
