@@ -10,6 +10,7 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)          # TLS and HTTP/2 tests
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # shared rate limits
 command -v node >/dev/null 2>&1 || need+=(nodejs)         # the tests' real OIDC issuers
 command -v npm >/dev/null 2>&1 || need+=(npm)
 

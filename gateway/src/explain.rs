@@ -148,8 +148,8 @@ fn refused(step: &str, d: &Denial) -> ExitCode {
 }
 
 fn header(gate: &Gate, request: &Request<'_>) -> Result<RequestHeader, String> {
-    let method = request.method.to_ascii_uppercase();
-    let mut req = RequestHeader::build(method.as_str(), request.path.as_bytes(), None)
+    // As sent: methods are case-sensitive (RFC 9110 §9.1), so `get` is not `GET` here either.
+    let mut req = RequestHeader::build(request.method, request.path.as_bytes(), None)
         .map_err(|e| format!("bad method or path: {e}"))?;
     let mut set = |name: &str, value: String| {
         req.insert_header(name.to_owned(), value)

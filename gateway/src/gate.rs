@@ -21,6 +21,12 @@ const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 
 pub struct Gate {
     pub router: Router,
+    /// The `redis` section it was built from, and its connection (kept by a reload that does
+    /// not change the section).
+    pub redis: Option<(
+        tollgate_config::Redis,
+        Arc<tollgate_ratelimit::shared::Shared>,
+    )>,
     /// `rate_limits`; unchanged policies keep their counts across reloads.
     pub policies: tollgate_ratelimit::Policies,
     /// Providers and API keys; unchanged remote providers and the token cache survive reloads.
@@ -219,18 +225,24 @@ impl Gate {
         };
 
         let forward_defaults = identity::defaults(&file.forward_headers, &mut report);
+        let redis = shared_redis(file, metrics, runtime, previous, &mut report);
         let mut policies = tollgate_ratelimit::Policies::new();
         for (name, config) in &file.rate_limits {
-            if config.backend == tollgate_config::Backend::Redis {
-                report.error(
-                    format!("rate_limits.{name}.backend"),
-                    "the redis backend is not supported by this build of tollgate yet",
-                );
-                continue;
-            }
+            let shared = match config.backend {
+                tollgate_config::Backend::Local => None,
+                tollgate_config::Backend::Redis => {
+                    if file.redis.is_none() {
+                        report.error(
+                            format!("rate_limits.{name}.backend"),
+                            "backend: redis needs a redis section",
+                        );
+                    }
+                    redis.as_ref().map(|(_, s)| s)
+                }
+            };
             let previous = previous.and_then(|p| p.policies.get(name));
             if let Some(p) =
-                tollgate_ratelimit::Policy::compile(name, config, previous, &mut report)
+                tollgate_ratelimit::Policy::compile(name, config, previous, shared, &mut report)
             {
                 policies.insert(name.clone(), p);
             }
@@ -339,6 +351,7 @@ impl Gate {
         let gate = router.map(|router| Gate {
             router,
             policies,
+            redis,
             auth,
             routes,
             upstreams,
@@ -421,6 +434,83 @@ impl ResourceMetadata {
             document: bytes::Bytes::from(document.to_string()),
         })
     }
+}
+
+/// The Redis connection for `backend: redis` policies: the previous gate's when the `redis`
+/// section is unchanged, else a new one (connected lazily, in the background).
+fn shared_redis(
+    file: &tollgate_config::File,
+    metrics: &Arc<Metrics>,
+    runtime: Option<&tokio::runtime::Handle>,
+    previous: Option<&Gate>,
+    report: &mut Report<'_>,
+) -> Option<(
+    tollgate_config::Redis,
+    Arc<tollgate_ratelimit::shared::Shared>,
+)> {
+    use tollgate_ratelimit::shared::{OnError, Shared};
+    let config = file.redis.as_ref()?;
+    if let Some((old, shared)) = previous.and_then(|p| p.redis.as_ref()) {
+        if old == config {
+            return Some((config.clone(), shared.clone()));
+        }
+    }
+    let nodes: Vec<String> = config
+        .cluster_nodes
+        .iter()
+        .flatten()
+        .map(|n| n.to_string())
+        .collect();
+    for (i, n) in nodes.iter().enumerate() {
+        if redis_url_problem(n).is_some() {
+            report.error(
+                format!("redis.cluster_nodes[{i}]"),
+                "expected redis:// or rediss:// host:port",
+            );
+        }
+    }
+    if let Some(url) = &config.url {
+        if let Some(problem) = redis_url_problem(url) {
+            report.error("redis.url", problem);
+            return None;
+        }
+    }
+    let on_error = match config.on_error {
+        tollgate_config::OnError::Local => OnError::Local,
+        tollgate_config::OnError::Allow => OnError::Allow,
+        tollgate_config::OnError::Deny => OnError::Deny,
+    };
+    let timeout = config.timeout.map_or(Duration::from_millis(50), |d| d.0);
+    let runtime = runtime?;
+    let errors = metrics.clone();
+    match Shared::new(
+        config.url.as_deref(),
+        &nodes,
+        timeout,
+        on_error,
+        Arc::new(move || errors.redis_error()),
+        runtime,
+    ) {
+        Ok(shared) => Some((config.clone(), Arc::new(shared))),
+        Err(e) => {
+            report.error("redis", e);
+            None
+        }
+    }
+}
+
+/// What is wrong with a Redis URL, without repeating it (it may hold a password).
+fn redis_url_problem(url: &str) -> Option<&'static str> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Some("expected a redis:// or rediss:// URL");
+    }
+    redis_url_parses(url)
+        .then_some(())
+        .map_or(Some("not a valid Redis URL"), |()| None)
+}
+
+fn redis_url_parses(url: &str) -> bool {
+    tollgate_ratelimit::shared::valid_url(url)
 }
 
 /// Key fetches, counted in `tollgate_jwks_refresh_total` and `tollgate_jwks_keys`.
@@ -518,9 +608,6 @@ fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName>
 fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
     const LATER: &str = "is not supported by this build of tollgate yet";
     let file = &loaded.file;
-    if file.redis.is_some() {
-        report.error("redis", format!("the redis backend {LATER}"));
-    }
     for (i, r) in file.routes.iter().enumerate() {
         let captures_tenant = |p: &str| p.contains("{tenant}");
         if captures_tenant(&r.matches.path)

@@ -122,7 +122,17 @@ impl Gateway {
                 identity: ctx.identity.as_deref(),
                 ip: ctx.client,
             };
-            let verdicts = tollgate_ratelimit::acquire_all(&route.rate_limits, &caller);
+            let verdicts = match tollgate_ratelimit::acquire_all(&route.rate_limits, &caller).await
+            {
+                tollgate_ratelimit::Outcome::Verdicts(v) => v,
+                tollgate_ratelimit::Outcome::Unavailable => {
+                    // `redis.on_error: deny`.
+                    return Err(
+                        Denial::new(503, "unavailable", "rate limiting is unavailable")
+                            .header("retry-after", "1"),
+                    );
+                }
+            };
             for v in &verdicts {
                 self.metrics.ratelimit(&v.policy, &v.tier, v.allowed());
             }

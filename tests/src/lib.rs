@@ -786,3 +786,70 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// A real `redis-server` (Debian's package, installed by `scripts/deps.sh`) on a loopback port,
+/// without persistence; stopped when dropped.
+pub struct Redis {
+    pub port: u16,
+    process: Option<Process>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            process: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server again on the same port (empty: nothing was persisted).
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/deps.sh installs it)");
+        self.process = Some(Process(child));
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            "redis-server to answer PING",
+            || {
+                let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 7];
+                s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+            },
+        );
+    }
+
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The keys matching a pattern, by `redis-cli`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--scan", "--pattern", pattern])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}

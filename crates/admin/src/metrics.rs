@@ -22,6 +22,7 @@ pub struct Metrics {
     jwks_refresh: IntCounterVec,
     jwks_keys: IntGaugeVec,
     ratelimit: IntCounterVec,
+    redis_errors: IntCounter,
 }
 
 /// Status codes whose counters are resolved at load; others are looked up when they occur.
@@ -129,9 +130,15 @@ impl Metrics {
             &["policy", "tier", "result"],
         )
         .expect("valid metric");
+        let redis_errors = IntCounter::new(
+            "tollgate_ratelimit_redis_errors_total",
+            "Redis rate-limit calls that failed or took longer than redis.timeout (on_error applied)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ratelimit.clone()),
+            Box::new(redis_errors.clone()),
             Box::new(auth.clone()),
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
@@ -156,7 +163,13 @@ impl Metrics {
             jwks_refresh,
             jwks_keys,
             ratelimit,
+            redis_errors,
         }
+    }
+
+    /// One Redis rate-limit call that failed or was late.
+    pub fn redis_error(&self) {
+        self.redis_errors.inc();
     }
 
     /// One rate-limit decision.

@@ -37,6 +37,15 @@ const DEFAULT_MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Verified tokens remembered at most (about 1–2 KiB each with their claims).
 pub const CACHE_ENTRIES: usize = 50_000;
 
+/// What a remote provider's keys depend on: a reload that changes none of it keeps them.
+#[derive(PartialEq)]
+pub(crate) struct Fingerprint {
+    issuer: String,
+    jwks_uri: Option<String>,
+    tls: Option<tollgate_config::ClientTls>,
+    timing: Timing,
+}
+
 /// What building needs besides the config.
 pub struct Context<'a> {
     /// Where key fetches run; `None` (as for `tollgate validate`) fetches nothing.
@@ -206,13 +215,12 @@ fn provider(
         format!("{rules:?} {mapping:?} {}", config.issuer.as_str()).hash(&mut h);
         h.finish()
     };
-    let fingerprint = format!(
-        "{:?} {:?} {:?} {:?}",
-        config.issuer.as_str(),
-        config.jwks_uri.as_deref(),
-        config.tls,
-        timing
-    );
+    let fingerprint = Fingerprint {
+        issuer: config.issuer.to_string(),
+        jwks_uri: config.jwks_uri.as_ref().map(|u| u.to_string()),
+        tls: config.tls.clone(),
+        timing,
+    };
 
     let keys = if let Some(path) = &config.jwks_file {
         let path_at = format!("{at}.jwks_file");

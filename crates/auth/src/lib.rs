@@ -155,7 +155,7 @@ pub struct Provider {
     mapping: Mapping,
     keys: Keys,
     /// What decides whether a reload may keep this provider's remote keys.
-    fingerprint: String,
+    fingerprint: build::Fingerprint,
     /// A hash of the checks and claim mapping its tokens pass through: a cached verification
     /// made under other ones is not used.
     policy: u64,

@@ -183,7 +183,7 @@ pub struct ClaimMapping {
     pub client: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(PartialEq, Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTls {
     pub ca_file: Option<Text>,
@@ -301,7 +301,7 @@ pub struct Cors {
     pub credentials: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(PartialEq, Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitPolicy {
     pub key: Text,
@@ -318,7 +318,7 @@ pub enum Backend {
     Redis,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(PartialEq, Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub name: Text,
@@ -327,7 +327,7 @@ pub struct Tier {
     pub burst: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(PartialEq, Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
     pub url: Option<Text>,

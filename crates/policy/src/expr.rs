@@ -254,6 +254,7 @@ impl Parser {
         if !self.eat("(") {
             return Err(self.error("expected '('"));
         }
+        self.skip_space();
         let claim_at = self.pos;
         let claim_text = self.string("a claim name in backticks")?;
         let claim = ClaimPath::parse(&claim_text).map_err(|e| SyntaxError {

@@ -44,10 +44,12 @@ impl Allow {
                 }
                 let items: Vec<String> = items.iter().flatten().map(|t| t.to_string()).collect();
                 for (i, item) in items.iter().enumerate() {
-                    if item.is_empty() || item.contains(char::is_whitespace) {
+                    // RFC 6750 §3 scope tokens: visible ASCII except `"` and `\`.
+                    let token = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+                    if item.is_empty() || !item.chars().all(token) {
                         report.error(
                             format!("{at}.{key}[{i}]"),
-                            "must be one word, without spaces",
+                            "must be one word of visible ASCII, without spaces, \" or \\",
                         );
                     }
                 }

@@ -8,6 +8,7 @@
 //! very same formula in Lua.
 
 pub mod gcra;
+pub mod shared;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use tollgate_config::{Rate, RateLimitPolicy, Report};
 use tollgate_policy::expr::Expr;
 
 use gcra::{Decision, Quota};
+use shared::{OnError, Shared};
 
 /// Keys one (policy, tier) bucket store keeps at most.
 pub const MAX_KEYS: usize = 500_000;
@@ -61,7 +63,9 @@ pub struct Policy {
     key: Key,
     tiers: Vec<Tier>,
     /// The config it came from: an unchanged policy keeps its counts across a reload.
-    source: String,
+    source: RateLimitPolicy,
+    /// `backend: redis`: the shared buckets (the local ones serve `on_error: local`).
+    shared: Option<Arc<Shared>>,
 }
 
 /// The caller as a policy sees it.
@@ -86,15 +90,22 @@ impl Verdict {
 }
 
 impl Policy {
+    /// `shared`: the Redis connection, for a policy with `backend: redis`.
     pub fn compile(
         name: &str,
         config: &RateLimitPolicy,
         previous: Option<&Arc<Policy>>,
+        shared: Option<&Arc<Shared>>,
         report: &mut Report<'_>,
     ) -> Option<Arc<Policy>> {
         let at = format!("rate_limits.{name}");
-        let source = format!("{config:?}");
-        if let Some(p) = previous.filter(|p| p.source == source) {
+        let source = config.clone();
+        let same_backend = |p: &Policy| match (&p.shared, shared) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if let Some(p) = previous.filter(|p| p.source == *config && same_backend(p)) {
             return Some(p.clone());
         }
         let key = match config.key.as_str() {
@@ -198,6 +209,7 @@ impl Policy {
             key,
             tiers,
             source,
+            shared: shared.cloned(),
         }))
     }
 
@@ -240,25 +252,58 @@ impl Policy {
         }
     }
 
-    /// Counts one request; a refusal consumes nothing.
-    pub fn acquire(&self, caller: &Caller<'_>) -> Option<Verdict> {
+    /// Counts one request (a refusal consumes nothing), and says where it was counted.
+    async fn acquire(&self, caller: &Caller<'_>) -> Option<(Verdict, Counted)> {
         let tier = self.tier(caller)?;
-        let limit = tier.bucket.as_ref().map(|b| {
-            let decision = b.acquire(self.key(caller));
-            (b.quota, decision)
-        });
-        Some(Verdict {
+        let verdict = |limit| Verdict {
             policy: self.name.clone(),
             tier: tier.name.clone(),
             limit,
-        })
+        };
+        let Some(bucket) = &tier.bucket else {
+            return Some((verdict(None), Counted::Nowhere));
+        };
+        let key = self.key(caller);
+        if let Some(shared) = &self.shared {
+            let shared_key = format!("tollgate:rl:{}:{}:{{{key}}}", self.name, tier.name);
+            match shared.acquire(&shared_key, &bucket.quota).await {
+                Ok(d) => {
+                    return Some((
+                        verdict(Some((bucket.quota, d))),
+                        Counted::Shared(shared_key),
+                    ))
+                }
+                Err(e) => {
+                    tracing::debug!(policy = %self.name, error = %e, "redis rate limit failed");
+                    match shared.on_error {
+                        OnError::Local => {}
+                        OnError::Allow => return Some((verdict(None), Counted::Nowhere)),
+                        OnError::Deny => return Some((verdict(None), Counted::Unavailable)),
+                    }
+                }
+            }
+        }
+        let d = bucket.acquire(key.clone());
+        Some((verdict(Some((bucket.quota, d))), Counted::Local(key)))
     }
 
-    /// Gives back a request counted by [`Policy::acquire`] (when a later policy refused it).
-    pub fn refund(&self, caller: &Caller<'_>) {
-        if let Some(b) = self.tier(caller).and_then(|t| t.bucket.as_ref()) {
-            b.refund(&self.key(caller));
+    /// Gives back a request counted by [`Policy::acquire`] (a later policy refused it).
+    async fn refund(&self, caller: &Caller<'_>, counted: &Counted) {
+        let Some(bucket) = self.tier(caller).and_then(|t| t.bucket.as_ref()) else {
+            return;
+        };
+        match (counted, &self.shared) {
+            (Counted::Local(key), _) => bucket.refund(key),
+            (Counted::Shared(key), Some(shared)) => shared.refund(key, &bucket.quota).await,
+            _ => {}
         }
+    }
+
+    /// The Redis calls that failed or were late.
+    pub fn shared_errors(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.errors.load(Ordering::Relaxed))
     }
 
     /// The policy's tiers (for metrics and `explain`).
@@ -334,22 +379,47 @@ impl Bucket {
 /// Every policy of a config, by name.
 pub type Policies = BTreeMap<String, Arc<Policy>>;
 
+/// Where a policy counted a request.
+enum Counted {
+    Nowhere,
+    Local(String),
+    Shared(String),
+    /// Redis failed and `on_error: deny`.
+    Unavailable,
+}
+
+/// The outcome of a route's policies for one request.
+pub enum Outcome {
+    /// Every verdict, up to and including a refusing one.
+    Verdicts(Vec<Verdict>),
+    /// A Redis policy with `on_error: deny` could not count: 503.
+    Unavailable,
+}
+
 /// All of a route's policies for one request: each must admit. A refused request is given
-/// back to the policies that had counted it. Returns every verdict, refusing or not.
-pub fn acquire_all(policies: &[Arc<Policy>], caller: &Caller<'_>) -> Vec<Verdict> {
+/// back to the policies that had counted it.
+pub async fn acquire_all(policies: &[Arc<Policy>], caller: &Caller<'_>) -> Outcome {
     let mut verdicts = Vec::with_capacity(policies.len());
-    for (i, p) in policies.iter().enumerate() {
-        let Some(v) = p.acquire(caller) else { continue };
-        let refused = !v.allowed();
-        verdicts.push(v);
+    let mut counted: Vec<(&Policy, Counted)> = Vec::with_capacity(policies.len());
+    for p in policies {
+        let Some((v, c)) = p.acquire(caller).await else {
+            continue;
+        };
+        let refused = !v.allowed() || matches!(c, Counted::Unavailable);
         if refused {
-            for earlier in &policies[..i] {
-                earlier.refund(caller);
+            for (earlier, c) in &counted {
+                earlier.refund(caller, c).await;
             }
+            if matches!(c, Counted::Unavailable) {
+                return Outcome::Unavailable;
+            }
+            verdicts.push(v);
             break;
         }
+        verdicts.push(v);
+        counted.push((p.as_ref(), c));
     }
-    verdicts
+    Outcome::Verdicts(verdicts)
 }
 
 /// The verdict whose headers a response carries: the refusing one, else the one closest to

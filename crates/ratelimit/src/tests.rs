@@ -10,11 +10,29 @@ fn policy(yaml: &str) -> Result<Arc<Policy>, String> {
     );
     let loaded = tollgate_config::parse(&text).map_err(|p| p.to_string())?;
     let mut report = loaded.report();
-    let p = Policy::compile("p", &loaded.file.rate_limits["p"], None, &mut report);
+    let p = Policy::compile("p", &loaded.file.rate_limits["p"], None, None, &mut report);
     report
         .finish(p)
         .map_err(|p| p.to_string())
         .map(|p| p.unwrap())
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn acquire(p: &Policy, caller: &Caller<'_>) -> Verdict {
+    block(p.acquire(caller)).unwrap().0
+}
+
+fn all(policies: &[Arc<Policy>], caller: &Caller<'_>) -> Vec<Verdict> {
+    match block(acquire_all(policies, caller)) {
+        Outcome::Verdicts(v) => v,
+        Outcome::Unavailable => panic!("unavailable"),
+    }
 }
 
 fn identity(sub: &str, plan: &str) -> Identity {
@@ -47,23 +65,23 @@ fn tiers_by_claim_and_independent_subjects() {
         ip,
     };
     let allowed: Vec<bool> = (0..4)
-        .map(|_| p.acquire(&caller(&alice)).unwrap().allowed())
+        .map(|_| acquire(&p, &caller(&alice)).allowed())
         .collect();
     assert_eq!(allowed, [true, true, true, false]);
     assert!(
-        p.acquire(&caller(&bob)).unwrap().allowed(),
+        acquire(&p, &caller(&bob)).allowed(),
         "another subject has its own bucket"
     );
     for _ in 0..1000 {
-        let v = p.acquire(&caller(&corp)).unwrap();
+        let v = acquire(&p, &caller(&corp));
         assert!(v.allowed() && v.limit.is_none());
         assert_eq!(&*v.tier, "enterprise");
     }
-    let pro = p.acquire(&caller(&identity("p", "pro"))).unwrap();
+    let pro = acquire(&p, &caller(&identity("p", "pro")));
     let (quota, d) = pro.limit.unwrap();
     assert_eq!((&*pro.tier, quota.burst, d.remaining), ("pro", 10, 9));
     // Anonymous callers: by IP, in the default tier.
-    let anon = p.acquire(&Caller { identity: None, ip }).unwrap();
+    let anon = acquire(&p, &Caller { identity: None, ip });
     assert_eq!(&*anon.tier, "enterprise");
 }
 
@@ -76,11 +94,11 @@ fn a_refusal_by_one_policy_consumes_nothing_from_the_others() {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let both = [large.clone(), small.clone()];
-    assert!(acquire_all(&both, &caller).iter().all(Verdict::allowed));
-    let refused = acquire_all(&both, &caller);
+    assert!(all(&both, &caller).iter().all(Verdict::allowed));
+    let refused = all(&both, &caller);
     assert!(!refused.last().unwrap().allowed());
     // `large` gave its count back: one more still fits in it alone.
-    assert!(acquire_all(&[large], &caller).iter().all(Verdict::allowed));
+    assert!(all(&[large], &caller).iter().all(Verdict::allowed));
 }
 
 #[test]
@@ -91,7 +109,7 @@ fn the_headline_is_the_policy_closest_to_refusing() {
         identity: None,
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
-    let v = acquire_all(&[a, b], &caller);
+    let v = all(&[a, b], &caller);
     assert_eq!(&*headline(&v).unwrap().tier, "b");
 }
 
@@ -117,13 +135,16 @@ fn config_problems() {
 fn memory_stays_bounded() {
     let p = policy("    key: claim:sub\n    tiers:\n      - { name: a, limit: 1/hour }").unwrap();
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for i in 0..(MAX_KEYS + 1000) {
-        let id = identity(&format!("user-{i}"), "x");
-        p.acquire(&Caller {
-            identity: Some(&id),
-            ip,
-        });
-    }
+    block(async {
+        for i in 0..(MAX_KEYS + 1000) {
+            let id = identity(&format!("user-{i}"), "x");
+            p.acquire(&Caller {
+                identity: Some(&id),
+                ip,
+            })
+            .await;
+        }
+    });
     let bucket = p.tiers().next().unwrap().bucket().unwrap();
     assert!(bucket.len() <= MAX_KEYS, "{}", bucket.len());
     assert!(bucket.evicted.load(Ordering::Relaxed) > 0);

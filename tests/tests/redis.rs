@@ -1,0 +1,104 @@
+//! Rate limits shared through a real `redis-server`: two gateways hold one count; Redis going
+//! away falls back to `on_error` without making requests wait; shared counting resumes.
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+use tollgate_tests::{wait_until, Gateway, Redis, Response, Upstream};
+
+const SECRET: &str = "redis-rate-limit-secret-0123456789abcdef";
+
+fn token(sub: &str) -> String {
+    let claims = json!({ "iss": "https://hs.test", "sub": sub, "exp": 9_999_999_999u64 });
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn config(up: &Upstream, redis: &str, on_error: &str, limit: &str) -> String {
+    format!(
+        "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.test, secret: {SECRET} }}\nredis:\n  url: {redis}\n  timeout: 50ms\n  on_error: {on_error}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nrate_limits:\n  shared:\n    key: subject\n    backend: redis\n    tiers:\n      - {{ name: all, limit: {limit} }}\nroutes:\n  - {{ name: api, match: {{ path: /* }}, upstream: u, rate_limit: shared }}\n",
+        up.addr
+    )
+}
+
+fn get(gw: &Gateway, token: &str) -> Response {
+    gw.send(&format!(
+        "GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    ))
+}
+
+#[test]
+fn two_gateways_on_one_redis_hold_one_count() {
+    let redis = Redis::start();
+    let up = Upstream::start("u");
+    let a = Gateway::start(&config(&up, &redis.url(), "local", "3/minute"));
+    let b = Gateway::start(&config(&up, &redis.url(), "local", "3/minute"));
+    let t = token("shared-user");
+    let statuses: Vec<u16> = [&a, &b, &a, &b]
+        .iter()
+        .map(|gw| get(gw, &t).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let r = get(&a, &t);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("ratelimit-limit"), Some("3"));
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // Another subject is counted apart.
+    assert_eq!(get(&b, &token("other-user")).status, 200);
+    assert_eq!(
+        redis.keys("tollgate:rl:shared:all:*").len(),
+        2,
+        "one key per caller, with the hash tag"
+    );
+}
+
+#[test]
+fn redis_down_falls_back_to_local_quickly_and_sharing_resumes() {
+    let mut redis = Redis::start();
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(&up, &redis.url(), "local", "1000/minute"));
+    let t = token("resilient");
+    assert_eq!(get(&gw, &t).status, 200);
+    redis.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r = get(&gw, &t);
+        assert_eq!(r.status, 200, "on_error: local keeps serving");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "waited {:?} on a dead Redis",
+            started.elapsed()
+        );
+    }
+    let metrics = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_ratelimit_redis_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(errors >= 5, "{errors} Redis errors counted");
+
+    redis.restart();
+    // Counting goes back to Redis on its own (the contract: within 5 s).
+    wait_until(Duration::from_secs(5), "counts back in Redis", || {
+        get(&gw, &t);
+        !redis.keys("tollgate:rl:*").is_empty()
+    });
+}
+
+#[test]
+fn on_error_deny_answers_503_with_retry_after_1() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    redis.stop();
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(&up, &url, "deny", "10/minute"));
+    let r = get(&gw, &token("denied"));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
