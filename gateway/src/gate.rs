@@ -481,6 +481,9 @@ fn shared_redis(
         tollgate_config::OnError::Deny => OnError::Deny,
     };
     let timeout = config.timeout.map_or(Duration::from_millis(50), |d| d.0);
+    if timeout < Duration::from_millis(1) {
+        report.error("redis.timeout", "must be at least 1ms");
+    }
     let runtime = runtime?;
     let errors = metrics.clone();
     match Shared::new(

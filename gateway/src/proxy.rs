@@ -211,6 +211,10 @@ impl ProxyHttp for Gateway {
         match self.admit(session, ctx).await {
             Ok(()) => Ok(false),
             Err(mut denial) => {
+                // After rate limiting (a 413, say), the refusal carries the limit's headers too.
+                if denial.status != 429 {
+                    denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
+                }
                 // A browser may read a refusal only if it carries the CORS headers.
                 if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
                     if !denial

@@ -119,12 +119,15 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
     // Local rate-limit buckets that are full again hold no information: drop them now and
     // then, so that memory follows the callers of the last minutes, not of all time.
     let swept = gate.clone();
+    let counted = metrics.clone();
     background.spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             for policy in swept.load().policies.values() {
                 for bucket in policy.tiers().filter_map(|t| t.bucket()) {
                     bucket.sweep();
+                    let evicted = bucket.evicted.swap(0, std::sync::atomic::Ordering::Relaxed);
+                    counted.ratelimit_evicted(evicted);
                 }
             }
         }

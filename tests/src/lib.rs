@@ -853,3 +853,84 @@ impl Redis {
             .collect()
     }
 }
+
+/// A Redis Cluster of three masters (no replicas) on loopback, made by `redis-cli --cluster
+/// create`; every server is stopped when dropped.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _servers: Vec<Process>,
+    _dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = temp_dir();
+        // Each node also listens on its port + 10000 (the cluster bus): both must be free.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let p = free_port();
+            if p < 55_000
+                && !ports.contains(&p)
+                && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+            {
+                ports.push(p);
+            }
+        }
+        let servers = ports
+            .iter()
+            .map(|p| {
+                Process(
+                    Command::new("redis-server")
+                        .args(["--bind", "127.0.0.1", "--port", &p.to_string()])
+                        .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                        .arg(format!("nodes-{p}.conf"))
+                        .arg("--dir")
+                        .arg(&dir)
+                        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("redis-server runs"),
+                )
+            })
+            .collect();
+        for p in &ports {
+            wait_until(Duration::from_secs(10), "a cluster node to listen", || {
+                TcpStream::connect(("127.0.0.1", *p)).is_ok()
+            });
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for p in &ports {
+            wait_until(Duration::from_secs(20), "cluster_state:ok", || {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+            });
+        }
+        RedisCluster {
+            ports,
+            _servers: servers,
+            _dir: dir,
+        }
+    }
+
+    pub fn nodes(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}

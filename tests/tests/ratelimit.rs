@@ -202,3 +202,18 @@ fn anonymous_callers_are_limited_by_address_and_counts_survive_a_reload() {
         429
     );
 }
+
+#[test]
+fn a_413_after_the_limit_carries_its_headers() {
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&format!(
+        "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.test, secret: {SECRET} }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nrate_limits:\n  small:\n    key: subject\n    tiers:\n      - {{ name: all, limit: 5/minute }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u, max_body: 1KiB, rate_limit: small }}\n",
+        up.addr
+    ));
+    let t = hs("erin", "free", &[]);
+    let r = gw.send(&format!(
+        "POST /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {t}\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("ratelimit-remaining"), Some("4"));
+}

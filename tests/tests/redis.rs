@@ -102,3 +102,31 @@ fn on_error_deny_answers_503_with_retry_after_1() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
 }
+
+#[test]
+fn a_redis_cluster_holds_one_count_for_two_gateways() {
+    let cluster = tollgate_tests::RedisCluster::start();
+    let up = Upstream::start("u");
+    let nodes = cluster.nodes().join(", ");
+    let yaml = config(&up, "unused", "deny", "3/minute")
+        .replace("  url: unused\n", &format!("  cluster_nodes: [{nodes}]\n"));
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    // The first connection is made in the background: wait until it counts.
+    let mut attempt = 0;
+    wait_until(Duration::from_secs(10), "the cluster connection", || {
+        attempt += 1;
+        let warm = token(&format!("warm-up-{attempt}"));
+        get(&a, &warm).status == 200 && get(&b, &warm).status == 200
+    });
+    let t = token("cluster-user");
+    let statuses: Vec<u16> = [&a, &b, &a, &b]
+        .iter()
+        .map(|gw| get(gw, &t).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // Many callers spread over the slots of all three masters and still count.
+    for i in 0..30 {
+        assert_eq!(get(&a, &token(&format!("spread-{i}"))).status, 200);
+    }
+}

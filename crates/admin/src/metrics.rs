@@ -23,6 +23,7 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     ratelimit: IntCounterVec,
     redis_errors: IntCounter,
+    evicted: IntCounter,
 }
 
 /// Status codes whose counters are resolved at load; others are looked up when they occur.
@@ -135,9 +136,15 @@ impl Metrics {
             "Redis rate-limit calls that failed or took longer than redis.timeout (on_error applied)",
         )
         .expect("valid metric");
+        let evicted = IntCounter::new(
+            "tollgate_ratelimit_evicted_total",
+            "Local rate-limit keys dropped because a bucket store was full (not because their bucket was full again)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ratelimit.clone()),
+            Box::new(evicted.clone()),
             Box::new(redis_errors.clone()),
             Box::new(auth.clone()),
             Box::new(jwks_refresh.clone()),
@@ -164,7 +171,13 @@ impl Metrics {
             jwks_keys,
             ratelimit,
             redis_errors,
+            evicted,
         }
+    }
+
+    /// Local rate-limit keys evicted from full stores.
+    pub fn ratelimit_evicted(&self, n: u64) {
+        self.evicted.inc_by(n);
     }
 
     /// One Redis rate-limit call that failed or was late.

@@ -99,7 +99,10 @@ impl Policy {
         report: &mut Report<'_>,
     ) -> Option<Arc<Policy>> {
         let at = format!("rate_limits.{name}");
-        let source = config.clone();
+        if name.contains(['{', '}']) {
+            // The caller's key is the Redis Cluster hash tag: no other braces in a key.
+            report.error(&at, "a policy name cannot contain { or }");
+        }
         let same_backend = |p: &Policy| match (&p.shared, shared) {
             (None, None) => true,
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -145,6 +148,9 @@ impl Policy {
         let mut names = std::collections::HashSet::new();
         for (i, t) in config.tiers.iter().enumerate() {
             let tat = format!("{at}.tiers[{i}]");
+            if t.name.contains(['{', '}']) {
+                report.error(format!("{tat}.name"), "a tier name cannot contain { or }");
+            }
             if !names.insert(t.name.as_str()) {
                 report.error(
                     format!("{tat}.name"),
@@ -208,7 +214,7 @@ impl Policy {
             name: name.into(),
             key,
             tiers,
-            source,
+            source: config.clone(),
             shared: shared.cloned(),
         }))
     }
@@ -239,12 +245,13 @@ impl Policy {
             Key::Client => id
                 .client
                 .as_ref()
-                .map_or_else(ip, |c| format!("client:{c}")),
+                .map_or_else(ip, |c| format!("client:{}:{c}", id.provider)),
             Key::ApiKey => match (&*id.provider, &id.client) {
                 (tollgate_auth::API_KEY, Some(key_id)) => format!("key:{key_id}"),
                 _ => ip(),
             },
             Key::Claim(path) => match path.lookup(&id.claims) {
+                Some(serde_json::Value::String(s)) if s.is_empty() => ip(),
                 Some(serde_json::Value::String(s)) => format!("claim:{s}"),
                 Some(v) if !v.is_null() => format!("claim:{v}"),
                 _ => ip(),

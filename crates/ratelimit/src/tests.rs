@@ -122,6 +122,7 @@ fn config_problems() {
         ("    key: subject\n    tiers:\n      - { name: a, when: 'Equals(`plan`', limit: 1/s }", "rate_limits.p.tiers[0].when (line 5): expected ','"),
         ("    key: subject\n    tiers:\n      - { name: a, limit: unlimited, burst: 3 }", "an unlimited tier has no burst"),
         ("    key: tenant\n    tiers:\n      - { name: a, limit: 1/s }", "key: tenant needs multi-tenant issuers"),
+        ("    key: ip\n    tiers:\n      - { name: \"a}b\", limit: 1/s }", "a tier name cannot contain { or }"),
     ];
     for (yaml, expected) in cases {
         let Err(e) = policy(yaml) else {
