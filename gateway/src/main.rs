@@ -6,6 +6,7 @@ mod access_log;
 mod admin;
 mod authn;
 mod cors;
+mod deadline;
 mod denial;
 mod explain;
 mod forwarded;

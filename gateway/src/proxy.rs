@@ -23,15 +23,14 @@ use crate::gate::{Gate, Route};
 use crate::lifecycle::{InFlight, InFlightGuard};
 use crate::route::route;
 
-/// Idle HTTP/1.1 keep-alive connections are closed after this; Pingora's default keeps them
-/// forever.
-const KEEPALIVE_IDLE_SECS: u64 = 60;
-
 pub struct Gateway {
     pub gate: Arc<ArcSwap<Gate>>,
     pub access_log: Arc<AccessLog>,
     pub in_flight: InFlight,
     pub metrics: Arc<tollgate_admin::Metrics>,
+    /// `server.idle_timeout` in seconds: idle HTTP/1.1 keep-alive connections are closed after
+    /// it (Pingora's default keeps them forever).
+    pub idle_timeout_secs: u64,
 }
 
 /// What one request carries from phase to phase.
@@ -166,6 +165,8 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        // Called once a request's headers are read.
+        crate::deadline::headers_read();
         RequestCtx {
             gate: self.gate.load_full(),
             started: Instant::now(),
@@ -189,7 +190,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
+        session.set_keepalive(Some(self.idle_timeout_secs));
         let req = session.req_header();
         ctx.request_id = request_id(req);
         ctx.grpc = is_grpc(req);
@@ -445,6 +446,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::deadline::request_done();
         // A denial's own status, even when written as a gRPC status on an HTTP 200.
         let status = ctx
             .denied

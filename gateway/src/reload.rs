@@ -23,7 +23,7 @@ pub struct Reloader {
 /// The settings fixed at start: listening sockets, threads and shutdown behaviour.
 pub fn restart_only(file: &tollgate_config::File) -> String {
     format!(
-        "{:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
+        "{:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         file.listen.http.as_deref(),
         file.listen
             .https
@@ -33,6 +33,8 @@ pub fn restart_only(file: &tollgate_config::File) -> String {
         file.admin.listen.as_deref(),
         file.server.threads,
         file.server.work_stealing,
+        file.server.header_timeout,
+        file.server.idle_timeout,
         file.server.grace_period,
         file.server.upgrade_sock.as_deref(),
     )
@@ -45,7 +47,7 @@ impl Reloader {
             let gate = Gate::build(&loaded, &self.metrics, Some(&self.runtime), Some(&previous))?;
             if restart_only(&loaded.file) != self.restart_only {
                 tracing::warn!(
-                    "listen, admin.listen, server.threads, server.work_stealing, server.grace_period or server.upgrade_sock changed: they take effect on restart or graceful upgrade"
+                    "listen, admin.listen, server.threads, server.work_stealing, server.header_timeout, server.idle_timeout, server.grace_period or server.upgrade_sock changed: they take effect on restart or graceful upgrade"
                 );
             }
             Ok(gate)

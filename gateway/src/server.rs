@@ -149,18 +149,26 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
         access_log: access_log.clone(),
         in_flight,
         metrics: metrics.clone(),
+        idle_timeout_secs: crate::deadline::idle_timeout(file).as_secs(),
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
     if file.listen.h2c {
-        // Cleartext HTTP/2 beside HTTP/1.1 on the same port. Pingora tells them apart by
-        // peeking at the first bytes with no time limit (see docs/configuration.md).
+        // Cleartext HTTP/2 beside HTTP/1.1 on the same port, told apart by the first bytes
+        // (peeked under the header deadline by `Guarded`).
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2c = true;
-        if let Some(app) = proxy.app_logic_mut() {
-            app.server_options = Some(options);
-        }
+        app.server_options = Some(options);
     }
+    let guarded = crate::deadline::Guarded {
+        proxy: Arc::new(app),
+        header_timeout: file
+            .server
+            .header_timeout
+            .map_or(crate::deadline::DEFAULT_HEADER_TIMEOUT, |d| d.0),
+        idle_timeout: crate::deadline::idle_timeout(file),
+        h2c: file.listen.h2c,
+    };
+    let mut proxy = Service::new("tollgate".to_owned(), guarded);
     proxy.add_tcp(http);
     if let Some(https) = &file.listen.https {
         // HTTP/1.1 and HTTP/2 by ALPN. Pingora's rustls listener takes one certificate chain:

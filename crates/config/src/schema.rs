@@ -34,6 +34,10 @@ pub struct Server {
     /// Pingora's work-stealing runtime instead of one runtime per thread.
     pub work_stealing: Option<bool>,
     pub grace_period: Option<Duration>,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Option<Duration>,
+    /// How long an idle keep-alive connection is kept.
+    pub idle_timeout: Option<Duration>,
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
     pub max_header_bytes: Option<Size>,

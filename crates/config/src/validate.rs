@@ -31,6 +31,14 @@ fn listeners(file: &File, report: &mut Report<'_>) {
     if let Some(addr) = &file.admin.listen {
         socket_addr(addr, "admin.listen", report);
     }
+    for (key, value) in [
+        ("server.header_timeout", file.server.header_timeout),
+        ("server.idle_timeout", file.server.idle_timeout),
+    ] {
+        if value.is_some_and(|d| d.0 < std::time::Duration::from_secs(1)) {
+            report.error(key, "must be at least 1s");
+        }
+    }
     if file.server.threads == Some(0) {
         report.error("server.threads", "must be at least 1");
     }
