@@ -284,6 +284,17 @@ impl Gateway {
             .collect()
     }
 
+    /// `method path` with these headers on a fresh connection (closed after the answer).
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let extra: String = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
+        self.send(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.send(&format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

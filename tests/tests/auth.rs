@@ -34,13 +34,7 @@ fn claims(iss: &str) -> Value {
 }
 
 fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> tollgate_tests::Response {
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    gw.send(&format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
-    ))
+    gw.request("GET", path, headers)
 }
 
 fn bearer(token: &str) -> String {

@@ -5,13 +5,7 @@
 use tollgate_tests::{temp_dir, validate, Gateway, Idp, Response, Upstream};
 
 fn request(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    gw.send(&format!(
-        "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    ))
+    gw.request(method, path, headers)
 }
 
 fn with_token(gw: &Gateway, method: &str, path: &str, token: &str) -> Response {

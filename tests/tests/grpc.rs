@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use tollgate_tests::{free_port, python, Gateway, Process};
 
-#[test]
-fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
+/// The grpcio test server on a free port: (peer.py, port, its process).
+fn grpc_server() -> (std::path::PathBuf, u16, Process) {
     let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/peer.py");
     let port = free_port();
     let mut server = Process(
@@ -25,6 +25,12 @@ fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "serving");
+    (peer, port, server)
+}
+
+#[test]
+fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
+    let (peer, port, server) = grpc_server();
 
     let gw = Gateway::start_with_listen(
         "  h2c: true\n",
@@ -50,21 +56,7 @@ fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
 #[test]
 fn a_real_grpc_client_gets_unauthenticated_and_permission_denied() {
     use jsonwebtoken::{encode, EncodingKey, Header};
-    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/peer.py");
-    let port = free_port();
-    let mut server = Process(
-        Command::new(python())
-            .arg(&peer)
-            .args(["server", &port.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "serving");
+    let (peer, port, _server) = grpc_server();
 
     let secret = "grpc-test-secret-0123456789abcdef";
     let gw = Gateway::start_with_listen(

@@ -10,13 +10,7 @@ use tollgate_tests::{temp_dir, wait_until, Gateway, Idp, Response, Upstream};
 const SECRET: &str = "rate-limit-test-secret-0123456789abcdef";
 
 fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Response {
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    gw.send(&format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
-    ))
+    gw.request("GET", path, headers)
 }
 
 fn bearer(token: &str) -> String {

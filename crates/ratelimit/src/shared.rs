@@ -154,20 +154,7 @@ impl Shared {
         let capacity = interval.saturating_mul(quota.burst);
         let mut invocation = self.acquire.key(key);
         invocation.arg(interval).arg(capacity);
-        let reply: Result<Vec<i64>, String> = match &self.conn {
-            Conn::Single(manager) => {
-                let mut c = manager.clone();
-                self.bounded(invocation.invoke_async(&mut c)).await
-            }
-            Conn::Cluster(slot) => match slot.load_full() {
-                Some(c) => {
-                    let mut c = (*c).clone();
-                    self.bounded(invocation.invoke_async(&mut c)).await
-                }
-                None => Err("no cluster connection yet".into()),
-            },
-        };
-        let reply = reply.inspect_err(|_| {
+        let reply: Vec<i64> = self.run(&invocation).await.inspect_err(|_| {
             self.errors.fetch_add(1, Ordering::Relaxed);
             (self.on_failure)();
         })?;
@@ -187,7 +174,20 @@ impl Shared {
         let interval = (quota.interval_ns() / 1_000_000).max(1);
         let mut invocation = self.refund.key(key);
         invocation.arg(interval);
-        let _: Result<i64, String> = match &self.conn {
+        // A refund that fails leaves the caller one request short for one interval: counted as
+        // an error, not retried.
+        if self.run::<i64>(&invocation).await.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            (self.on_failure)();
+        }
+    }
+
+    /// Runs a script invocation on whichever connection there is, bounded by `timeout`.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        match &self.conn {
             Conn::Single(manager) => {
                 let mut c = manager.clone();
                 self.bounded(invocation.invoke_async(&mut c)).await
@@ -199,7 +199,7 @@ impl Shared {
                 }
                 None => Err("no cluster connection yet".into()),
             },
-        };
+        }
     }
 
     async fn bounded<T>(
