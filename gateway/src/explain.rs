@@ -77,10 +77,27 @@ pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
         }
     );
 
-    // Remote keys are fetched in the background, as by `run`: give them a moment.
+    // Remote keys are fetched in the background, as by `run`: give the token's issuer (by its
+    // unverified `iss`) a moment to get its keys.
+    let issuer = request
+        .token
+        .and_then(|t| tollgate_auth::token::Token::parse(t).ok())
+        .map(|t| t.iss);
     let deadline = Instant::now() + KEYS_WAIT;
-    while gate.auth.providers().iter().any(|p| !p.ready()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50)); // polling the providers' state
+    while let Some(p) = gate
+        .auth
+        .providers()
+        .iter()
+        .find(|p| Some(&p.issuer) == issuer.as_ref() && !p.ready())
+    {
+        if Instant::now() >= deadline {
+            println!(
+                "authenticate: note: provider {} has no keys after {KEYS_WAIT:?}",
+                p.name
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50)); // polling the provider's state
     }
     let caller = match runtime.block_on(authenticate(&gate, r, &req, &metrics)) {
         Ok(c) => c,
