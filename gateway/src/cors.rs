@@ -137,6 +137,8 @@ impl Cors {
         if self.credentials {
             headers.push(("access-control-allow-credentials", "true".to_owned()));
         }
+        // The gateway's own headers, which a browser script may read only when exposed.
+        headers.push(("access-control-expose-headers", EXPOSED.to_owned()));
         headers
     }
 
@@ -148,6 +150,10 @@ impl Cors {
         }
     }
 }
+
+/// What Tollgate adds to responses that a browser client has reason to read.
+const EXPOSED: &str =
+    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, Retry-After, X-Request-Id";
 
 fn origin(req: &RequestHeader) -> Option<&str> {
     req.headers

@@ -62,6 +62,9 @@ fn actual_responses_echo_allowed_origins_only() {
         Some("https://app.example.com")
     );
     assert_eq!(r.header("vary"), Some("Origin"));
+    assert!(r
+        .header("access-control-expose-headers")
+        .is_some_and(|h| h.contains("RateLimit-Remaining") && h.contains("X-Request-Id")));
     let r = gw.send("GET /api/x HTTP/1.1\r\nHost: t\r\nOrigin: https://evil.example.com\r\nConnection: close\r\n\r\n");
     assert_eq!(r.header("access-control-allow-origin"), None);
     // Refusals made by the gateway carry them too, so that the browser can read them.
