@@ -64,6 +64,9 @@ pub struct Remote {
     /// Held for the whole refetch: waiters line up here, and the time of the last refetch
     /// tells them whether another is allowed yet.
     refetch: Mutex<Option<Instant>>,
+    /// One fetch at a time (background or refetch), so an older answer never replaces a
+    /// newer one.
+    fetching: Mutex<()>,
     runtime: Handle,
     events: Arc<dyn Events>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -98,6 +101,7 @@ impl Remote {
                 ..Snapshot::default()
             }),
             refetch: Mutex::new(None),
+            fetching: Mutex::new(()),
             runtime: runtime.clone(),
             events,
             task: std::sync::Mutex::new(None),
@@ -156,6 +160,7 @@ impl Remote {
 
     /// One fetch; its outcome replaces the keys (success) or ages them (failure).
     async fn fetch_and_store(&self) -> bool {
+        let _one_at_a_time = self.fetching.lock().await;
         let result = fetch(&self.client, &self.location).await;
         let previous = self.state.load();
         let now = Instant::now();
