@@ -84,6 +84,11 @@ fn entry(
         v => match ClaimPath::parse(v) {
             Ok(path) => Source::Claim(path),
             Err(e) => {
+                let e = if value.substituted() {
+                    format!("not a claim path: {}", value.quoted())
+                } else {
+                    e
+                };
                 report.error(at, e);
                 return None;
             }

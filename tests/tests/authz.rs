@@ -242,3 +242,28 @@ fn explain_walks_one_request_through_every_stage() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("route: refused: 404 not_found"), "{out}");
 }
+
+#[test]
+fn an_expression_from_the_environment_is_never_quoted_in_errors() {
+    let dir = temp_dir();
+    let path = dir.join("tollgate.yaml");
+    std::fs::write(
+        &path,
+        "auth:\n  api_keys: { keys: [{ id: a, key: k }] }\nupstreams:\n  u: { targets: [\"127.0.0.1:1\"] }\nroutes:\n  - name: r\n    match: { path: /* }\n    upstream: u\n    allow:\n      claims: ${RULE}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(tollgate_tests::binary())
+        .args(["validate", "-c"])
+        .arg(&path)
+        .env("RULE", "Equals(`plan`, `s3cr3t-value`")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("routes[0].allow.claims (line 10): syntax error at column"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("${RULE}"), "{stdout}");
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+}

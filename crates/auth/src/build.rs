@@ -333,6 +333,11 @@ fn mapping(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option
                 Some(text) => match ClaimPath::parse(text) {
                     Ok(p) => vec![p],
                     Err(e) => {
+                        let e = if text.substituted() {
+                            format!("not a claim path: {}", text.quoted())
+                        } else {
+                            e
+                        };
                         report.error(format!("{at}.claims.{key}"), e);
                         ok = false;
                         Vec::new()

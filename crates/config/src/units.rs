@@ -20,6 +20,12 @@ impl Text {
         &self.0
     }
 
+    /// Whether the value came (in part) from the environment: then error messages must not
+    /// quote it.
+    pub fn substituted(&self) -> bool {
+        self.1.is_some()
+    }
+
     /// The value for an error message: quoted as written in the file when it came from the
     /// environment (so a secret is never echoed), else the value itself, quoted.
     pub fn quoted(&self) -> String {

@@ -89,6 +89,20 @@ impl std::fmt::Display for SyntaxError {
     }
 }
 
+/// A syntax error for `validate`: in full, unless the expression came from the environment,
+/// where only the column is given (its text may hold a secret).
+pub fn describe(e: &SyntaxError, text: &tollgate_config::Text) -> String {
+    if text.substituted() {
+        format!(
+            "syntax error at column {} (the expression comes from {})",
+            e.column,
+            text.quoted()
+        )
+    } else {
+        e.to_string()
+    }
+}
+
 impl Expr {
     pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
         let mut p = Parser {

@@ -62,7 +62,7 @@ impl Allow {
             Some(text) => match Expr::parse(text) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    report.error(format!("{at}.claims"), e.to_string());
+                    report.error(format!("{at}.claims"), expr::describe(&e, text));
                     return None;
                 }
             },

@@ -162,7 +162,10 @@ impl Policy {
                 Some(text) => match Expr::parse(text) {
                     Ok(e) => Some(e),
                     Err(e) => {
-                        report.error(format!("{tat}.when"), e.to_string());
+                        report.error(
+                            format!("{tat}.when"),
+                            tollgate_policy::expr::describe(&e, text),
+                        );
                         continue;
                     }
                 },
