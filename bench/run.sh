@@ -355,8 +355,8 @@ run_wrk() {
 }
 
 # --- 3/4. the token and JWKS (jwt), the upstream, then each proxy in turn ----------------------
-read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS <<<"$(free_ports 5)"
-log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT)) && echo ", jwks $P_JWKS")"
+read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS P_REDIS <<<"$(free_ports 6)"
+log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT)) && echo ", jwks $P_JWKS")$( ((RUN_RL)) && echo ", redis $P_REDIS")"
 
 taskset -c "$LOAD_CPU" "$ECHO_BIN" "127.0.0.1:$P_ECHO" bench-echo 2>"$WORK/echo.err" &
 PIDS+=($!)
@@ -386,13 +386,38 @@ if ((RUN_JWT)); then
     wait_http "http://127.0.0.1:$P_JWKS/jwks.json" "$JWKS_PID" "$WORK/jwks.err"
 fi
 
-# tollgate_config none|jwt: Tollgate's config for the scenario, on stdout.
+# ratelimit: a Redis without persistence, for `backend: redis`, next to wrk and the upstream.
+REDIS_VERSION=
+if ((RUN_RL)); then
+    taskset -c "$LOAD_CPU" redis-server --bind 127.0.0.1 --port "$P_REDIS" --save "" \
+        --appendonly no --dir "$WORK" --logfile "" >"$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    REDIS_PID=$!
+    deadline=$((SECONDS + 20))
+    until [[ $(redis-cli -p "$P_REDIS" ping 2>/dev/null || true) == PONG ]]; do
+        if ! running "$REDIS_PID" || ((SECONDS >= deadline)); then
+            tail -n 20 "$WORK/redis.log" >&2 || true
+            die "redis-server on 127.0.0.1:$P_REDIS did not answer PING within 20s"
+        fi
+        sleep 0.1   # poll interval
+    done
+    REDIS_VERSION=$(redis-cli -p "$P_REDIS" info server | tr -d '\r' | awk -F: '$1 == "redis_version" { print $2 }')
+    log "redis $REDIS_VERSION on 127.0.0.1:$P_REDIS (no persistence)"
+fi
+
+# tollgate_config none|jwt|local|redis|memory: Tollgate's config for the scenario, on stdout.
+# local and redis: the none route limited by a policy that never bites, counted in this process
+# or in Redis; memory: a limit of 1/hour per client IP, the client IP taken from
+# X-Forwarded-For (sent by wrk from 127.0.0.1).
 tollgate_config() {
     cat <<EOF
 server:
   threads: 1
   grace_period: 1s
   upgrade_sock: "$WORK/upgrade.sock"
+EOF
+    [[ $1 == memory ]] && echo "  trusted_proxies: [127.0.0.1/32]"
+    cat <<EOF
 listen:
   http: "127.0.0.1:$P_TG"
 admin:
@@ -415,15 +440,40 @@ routes:
     upstream: echo
     # auth: required is the default
 EOF
-    else
-        cat <<EOF
+        return
+    fi
+    case $1 in
+        local)
+            cat <<EOF
+rate_limits:
+  never: { key: ip, tiers: [ { name: all, limit: 100000000/second } ] }
+EOF
+            ;;
+        redis)
+            cat <<EOF
+redis: { url: "redis://127.0.0.1:$P_REDIS", timeout: 50ms }
+rate_limits:
+  never: { key: ip, backend: redis, tiers: [ { name: all, limit: 100000000/second } ] }
+EOF
+            ;;
+        memory)
+            cat <<EOF
+rate_limits:
+  hourly: { key: ip, tiers: [ { name: all, limit: 1/hour } ] }
+EOF
+            ;;
+    esac
+    cat <<EOF
 routes:
   - name: all
     match: { path: "/*" }
     upstream: echo
     auth: none
 EOF
-    fi
+    case $1 in
+        local | redis) echo "    rate_limit: never" ;;
+        memory) echo "    rate_limit: hourly" ;;
+    esac
 }
 
 # envoy_config none|jwt: Envoy's config for the scenario, on stdout.
@@ -507,9 +557,8 @@ stats_config:
 EOF
 }
 
-tollgate_config none >"$WORK/tollgate.yaml"
+for kind in none jwt local redis memory; do tollgate_config "$kind" >"$WORK/tollgate-$kind.yaml"; done
 envoy_config none >"$WORK/envoy.yaml"
-tollgate_config jwt >"$WORK/tollgate-jwt.yaml"
 envoy_config jwt >"$WORK/envoy-jwt.yaml"
 
 # jwks_fetches: how many times the JWKS server has served the key set so far.
@@ -527,10 +576,42 @@ check_auth() {
     log "  $1 fetched the JWKS over HTTP ($fetched request(s))"
 }
 
+# metrics_text: Tollgate's /metrics now.
+metrics_text() { curl -s --max-time 2 "http://127.0.0.1:$P_ADMIN/metrics" || true; }
+# rl_metric TEXT POLICY RESULT: tollgate_ratelimit_total of that policy and result (allowed or
+# limited), every tier, from the /metrics TEXT; 0 if absent. Labels in any order.
+rl_metric() {
+    awk -v p="policy=\"$2\"" -v r="result=\"$3\"" '
+        index($1, "tollgate_ratelimit_total{") == 1 && index($1, p) && index($1, r) { n += $2 }
+        END { printf "%d\n", n }' <<<"$1"
+}
+# plain_metric TEXT NAME: the value of a metric without labels; 0 if absent.
+plain_metric() { awk -v n="$2" '$1 == n { v = $2 } END { printf "%d\n", v }' <<<"$1"; }
+
+# expect_limited URL LOG WHAT: one request; die (showing LOG) unless the answer is a 200 with
+# a RateLimit-Policy header, i.e. the request was counted in a limited tier.
+expect_limited() {
+    local head code policy
+    head=$(curl -s -D - -o /dev/null --max-time 1 "$1" | tr -d '\r' || true)
+    code=$(awk 'NR == 1 { print $2 }' <<<"$head")
+    policy=$(awk -F': ' 'tolower($1) == "ratelimit-policy" { print $2 }' <<<"$head")
+    if [[ $code != 200 || -z $policy ]]; then
+        tail -n 20 "$2" >&2 || true
+        die "$3: $1 answered ${code:-nothing} without RateLimit-Policy: the limit is not applied"
+    fi
+    log "  $3: 200 with RateLimit-Policy: $policy"
+}
+
+# redis_script_calls: the EVALSHA and EVAL commands Redis has run so far.
+redis_script_calls() {
+    redis-cli -p "$P_REDIS" info commandstats | tr -d '\r' |
+        awk -F'[:=,]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { n += $3 } END { print n + 0 }'
+}
+
 ENVOY_PID=
-start_tollgate() {  # start_tollgate none|jwt
-    local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate.yaml" fetches=0
-    [[ $1 == jwt ]] && config="$WORK/tollgate-jwt.yaml" fetches=$(jwks_fetches)
+start_tollgate() {  # start_tollgate none|jwt|local|redis|memory
+    local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate-$1.yaml" fetches=0 calls
+    [[ $1 == jwt ]] && fetches=$(jwks_fetches)
     # stdout is the access log (one JSON line per request): discard it.
     RUST_LOG=${RUST_LOG:-info} taskset -c "$PROXY_CPU" "$TOLLGATE" run -c "$config" \
         >/dev/null 2>"$WORK/tollgate.err" &
@@ -544,6 +625,26 @@ start_tollgate() {  # start_tollgate none|jwt
     else
         wait_http "$url" "$TG_PID" "$WORK/tollgate.err"
     fi
+    case $1 in
+        local) expect_limited "$url" "$WORK/tollgate.err" tollgate-local ;;
+        redis)
+            # Counted in Redis, not in the local fallback (on_error: local). The key itself
+            # expires when its bucket is full again, here 1 ms after the request: count the
+            # scripts Redis ran instead.
+            calls=$(redis_script_calls)
+            expect_limited "$url" "$WORK/tollgate.err" tollgate-redis
+            calls=$(($(redis_script_calls) - calls))
+            ((calls > 0)) || die "tollgate-redis answered, but Redis ran no EVALSHA or EVAL for it"
+            log "  tollgate-redis: counted in Redis ($calls script call(s))"
+            ;;
+        memory)
+            # The client IP is the X-Forwarded-For address: one address twice is limited, a
+            # second address is a new caller. (The readiness request above was 127.0.0.1's.)
+            expect_code "$url" 200 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.1" "X-Forwarded-For: 192.0.2.1"
+            expect_code "$url" 429 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.1 again" "X-Forwarded-For: 192.0.2.1"
+            expect_code "$url" 200 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.2" "X-Forwarded-For: 192.0.2.2"
+            ;;
+    esac
 }
 start_envoy() {  # start_envoy none|jwt
     local url="http://127.0.0.1:$P_ENVOY/" config="$WORK/envoy.yaml" fetches=0
@@ -561,6 +662,107 @@ start_envoy() {  # start_envoy none|jwt
     fi
 }
 
+# rl_counts NAME ROUND: after a measured run of tollgate-local or tollgate-redis, the decisions of
+# the policy `never` since that Tollgate started (checks, warm-up and run) and its Redis errors,
+# appended to $RL_COUNTS as "NAME ROUND allowed limited redis_errors". Warns if a request was
+# limited, if a Redis call failed or was late (that request was then counted locally: on_error
+# local), or if fewer requests were counted than wrk got answers.
+RL_COUNTS="$WORK/rl-counts"
+: >"$RL_COUNTS"
+rl_counts() {
+    local m allowed limited rerr answered
+    m=$(metrics_text)
+    allowed=$(rl_metric "$m" never allowed)
+    limited=$(rl_metric "$m" never limited)
+    rerr=$(plain_metric "$m" tollgate_ratelimit_redis_errors_total)
+    answered=$(wrk_requests "$WORK/wrk-$1-$2.txt")
+    echo "$1 $2 $allowed $limited $rerr" >>"$RL_COUNTS"
+    log "  $1: policy never: $allowed allowed, $limited limited; Redis errors: $rerr"
+    ((limited == 0)) || WARNINGS+=("$1 (round $2): $limited requests limited by the policy meant never to bite")
+    ((rerr == 0)) || WARNINGS+=("$1 (round $2): $rerr Redis calls failed or were late (those requests were counted locally)")
+    ((allowed >= answered)) || WARNINGS+=("$1 (round $2): the policy counted $allowed requests, fewer than the $answered wrk got answers to")
+}
+
+rss_kb() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }  # rss_kb PID [FIELD]
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+commas() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+
+# rss_sampler PID OUT: appends "EPOCHREALTIME VmRSS_kB" to OUT once a second while PID lives. Run
+# in the background; SIGTERM stops it and its sleep at once.
+rss_sampler() {
+    local pid=$1 out=$2 rss nap=
+    trap - EXIT
+    trap 'if [[ -n ${nap:-} ]]; then kill "$nap" 2>/dev/null; fi; exit 0' TERM
+    while rss=$(rss_kb "$pid") && [[ -n $rss ]]; do
+        echo "$EPOCHREALTIME $rss" >>"$out"
+        sleep 1 &   # the sampling interval
+        nap=$!
+        wait "$nap" || true
+    done
+}
+
+# memory_run: the ratelimit scenario's memory run (once). Tollgate with the policy `hourly`
+# (1/hour per client IP, the client IP from X-Forwarded-For); wrk with bench/xff.lua, one new
+# address per request, in runs of up to MEM_CHUNK seconds (the next run starts at the address
+# after the last one sent) until MEM_REQUESTS requests were answered; RSS sampled every second.
+# Sets the MEM_* figures for the report; one row per wrk run in $MEM_ROWS:
+# "run first_address addresses_sent answered req/s p99_ms max_ms errors rss_kB allowed_so_far".
+MEM_ROWS="$WORK/memory-rows"
+: >"$MEM_ROWS"
+memory_run() {
+    local url="http://127.0.0.1:$P_TG/" sent=0 run=0 d rps=0 out n s m
+    start_tollgate memory
+    rss_sampler "$TG_PID" "$WORK/rss.txt" &
+    SAMPLER_PID=$!
+    PIDS+=("$SAMPLER_PID")
+    taskset -pc "$LOAD_CPU" "$SAMPLER_PID" >/dev/null
+    MEM_QUIET=clean
+    wait_quiet "before the memory run" || MEM_QUIET=busy
+    MEM_RSS_START=$(rss_kb "$TG_PID")
+    MEM_T0=$EPOCHREALTIME
+    MEM_ANSWERED=0
+    log "memory run: wrk -t1 -c$CONNECTIONS -s bench/xff.lua $url in runs of up to ${MEM_CHUNK}s until $MEM_REQUESTS requests are answered"
+    while ((MEM_ANSWERED < MEM_REQUESTS)); do
+        if ((++run > MEM_MAX_CHUNKS)); then
+            WARNINGS+=("memory run: stopped after $MEM_MAX_CHUNKS wrk runs, with $MEM_ANSWERED of $MEM_REQUESTS requests answered")
+            break
+        fi
+        # The last run is cut to what is left, at the rate of the run before it (plus 5 %).
+        d=$(awk -v c="$MEM_CHUNK" -v left=$((MEM_REQUESTS - MEM_ANSWERED)) -v r="$rps" \
+            'BEGIN { d = (r > 0) ? int(left * 1.05 / r) + 1 : c; print (d < c) ? d : c }')
+        out="$WORK/wrk-memory-$run.txt"
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${d}s" --latency -s "$BENCH/xff.lua" \
+            "$url" -- "$sent" >"$out"
+        n=$(wrk_requests "$out")
+        s=$(awk '$1 == "xff:" { print $2 }' "$out")
+        rps=$(wrk_rps "$out")
+        [[ -n $n && -n $s && -n $rps ]] || die "could not parse wrk output of memory run $run: $(cat "$out")"
+        m=$(metrics_text)
+        echo "$run $sent $s $n $rps $(wrk_ms "$out" p99) $(wrk_ms "$out" max) $(wrk_errors "$out")" \
+            "$(rss_kb "$TG_PID") $(rl_metric "$m" hourly allowed)" >>"$MEM_ROWS"
+        sent=$((sent + s))
+        MEM_ANSWERED=$((MEM_ANSWERED + n))
+        log "  memory run $run (${d}s): $n answered, $rps req/s; $MEM_ANSWERED so far, RSS $(mib "$(rss_kb "$TG_PID")") MiB"
+    done
+    MEM_T1=$EPOCHREALTIME
+    MEM_RSS_END=$(rss_kb "$TG_PID")
+    MEM_SENT=$sent
+    MEM_RUNS=$((run > MEM_MAX_CHUNKS ? MEM_MAX_CHUNKS : run))
+    BUSY_RETRIES=1 wait_quiet "right after the memory run" || MEM_QUIET=busy
+    log "memory run: idle for ${MEM_SETTLE}s (the gateway sweeps full buckets every 10 s)"
+    sleep "$MEM_SETTLE"   # the interval measured, not synchronisation
+    MEM_RSS_AFTER=$(rss_kb "$TG_PID")
+    MEM_AFTER_S=$(awk -v a="$MEM_T1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+    MEM_HWM=$(rss_kb "$TG_PID" VmHWM)
+    m=$(metrics_text)
+    MEM_ALLOWED=$(rl_metric "$m" hourly allowed)
+    MEM_LIMITED=$(rl_metric "$m" hourly limited)
+    MEM_EVICTED=$(plain_metric "$m" tollgate_ratelimit_evicted_total)
+    log "memory run: RSS $(mib "$MEM_RSS_START") MiB at start, $(mib "$MEM_RSS_END") at the end, $(mib "$MEM_RSS_AFTER") ${MEM_AFTER_S}s later (VmHWM $(mib "$MEM_HWM")); allowed $MEM_ALLOWED, limited $MEM_LIMITED, evicted $MEM_EVICTED"
+    forget_pid "$SAMPLER_PID"
+    forget_pid "$TG_PID"
+}
+
 # --- 5/6. measure --------------------------------------------------------------------------------
 for ((round = 1; round <= ROUNDS; round++)); do
     run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
@@ -572,6 +774,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
         run_wrk envoy "http://127.0.0.1:$P_ENVOY/" "$round"
         forget_pid "$ENVOY_PID"
     fi
+    if ((RUN_RL)); then
+        if ((!RUN_NONE)); then   # else none measured `tollgate` this round
+            start_tollgate none
+            run_wrk tollgate "http://127.0.0.1:$P_TG/" "$round"
+            forget_pid "$TG_PID"
+        fi
+        for kind in local redis; do
+            start_tollgate "$kind"
+            run_wrk "tollgate-$kind" "http://127.0.0.1:$P_TG/" "$round"
+            rl_counts "tollgate-$kind" "$round"
+            forget_pid "$TG_PID"
+        done
+    fi
     if ((RUN_JWT)); then
         start_tollgate jwt
         run_wrk tollgate-jwt "http://127.0.0.1:$P_TG/" "$round" "$AUTH"
@@ -581,6 +796,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         forget_pid "$ENVOY_PID"
     fi
 done
+if ((RUN_RL)); then
+    memory_run
+fi
 
 # --- 7. report -----------------------------------------------------------------------------------
 # Per target, over its runs taken on quiet CPUs (all its runs if none was quiet): the median
@@ -621,11 +839,103 @@ scenario_table() {
     echo
 }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# rl_table: the table of the ratelimit scenario's measured runs on stdout; sets RL_BASE_RPS,
+# RL_BASE_P99, RL_LOCAL_RPS, RL_LOCAL_P99, RL_REDIS_RPS, RL_REDIS_P99 for the lines under it.
+rl_table() {
+    local name rps p99 err c0 c1 q
+    echo "| target | req/s | p99 (ms) | errors | % of upstream | / tollgate req/s | CPU $PROXY_CPU / $LOAD_CPU used | load check |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    printf '| upstream (direct) | %.0f | %s | %s | 100%% | | %s%% / %s%% | %s |\n' \
+        "$UP_RPS" "$UP_P99" "$UP_ERR" "$UP_C0" "$UP_C1" "$UP_Q"
+    read -r _ _ RL_BASE_RPS RL_BASE_P99 _ <<<"$(pick tollgate)"
+    for name in tollgate tollgate-local tollgate-redis; do
+        read -r _ _ rps p99 err c0 c1 q <<<"$(pick "$name")"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s%% / %s%% | %s |\n' "$name" "$rps" "$p99" "$err" \
+            "$(pct "$rps")" "$(ratio "$rps" "$RL_BASE_RPS")" "$c0" "$c1" "$q"
+        case $name in
+            tollgate-local) RL_LOCAL_RPS=$rps RL_LOCAL_P99=$p99 ;;
+            tollgate-redis) RL_REDIS_RPS=$rps RL_REDIS_P99=$p99 ;;
+        esac
+    done
+    if ((ROUNDS > 1)); then
+        echo
+        echo "Each row: median req/s and median p99 of the target's quiet runs, their errors summed, CPU use during the median req/s run."
+    fi
+    echo
+}
+
+# evictions K: how often a store that received K distinct keys, none of them full again, made
+# room (crates/ratelimit make_room): at MAX_KEYS keys a new key drops the tenth with the oldest
+# TAT, MAX_KEYS / 10 + 1 keys (the tenth's threshold is included), then takes 50,000 more.
+evictions() {
+    awk -v k="$1" -v m="$MAX_KEYS" 'BEGIN { e = (k > m) ? int((k - m - 1) / (int(m / 10) + 1)) + 1 : 0; print e }'
+}
+ipv4() {  # ipv4 N: the N-th address of bench/xff.lua, from 10.0.0.0
+    awk -v n="$1" 'BEGIN { n += 10 * 16777216
+        printf "%d.%d.%d.%d", int(n / 16777216) % 256, int(n / 65536) % 256, int(n / 256) % 256, n % 256 }'
+}
+
+# memory_table: the memory run's figures, what to expect and one row per wrk run, on stdout.
+memory_table() {
+    local secs peak_kb peak_at top e_exp ev_exp kept per_key met phases pre post
+    local run first sent n rps p99 max errs rss allowed
+    secs=$(awk -v a="$MEM_T0" -v b="$MEM_T1" 'BEGIN { printf "%.1f", b - a }')
+    read -r peak_kb peak_at <<<"$(awk -v t0="$MEM_T0" '$2 > m { m = $2; t = $1 - t0 }
+                                    END { printf "%d %+.0f\n", m, t }' "$WORK/rss.txt")"
+    top=$((peak_kb > MEM_HWM ? peak_kb : MEM_HWM))
+    e_exp=$(evictions "$MEM_ALLOWED")
+    ev_exp=$((e_exp * (MAX_KEYS / 10 + 1)))
+    kept=$((MEM_ALLOWED - MEM_EVICTED))
+    per_key=$(awk -v a="$MEM_RSS_START" -v b="$MEM_RSS_END" -v k="$kept" \
+        'BEGIN { printf "%.0f", (k > 0) ? (b - a) * 1024 / k : 0 }')
+    met=NO
+    ((top < TARGET_RSS_MIB * 1024)) && met=yes
+    # Throughput before the store was full (runs that ended at or under MAX_KEYS keys) and once
+    # it evicted (runs that started at or over it).
+    phases=$(awk -v m="$MAX_KEYS" '{ d = $4 / $5
+                 if ($10 <= m) { a += $4; ad += d } else if (prev >= m) { b += $4; bd += d }
+                 prev = $10 }
+             END { printf "%.0f %.0f\n", ad ? a / ad : 0, bd ? b / bd : 0 }' "$MEM_ROWS")
+    read -r pre post <<<"$phases"
+
+    echo "| | |"
+    echo "|---|---:|"
+    echo "| requests answered (wrk) | $(commas "$MEM_ANSWERED") in $MEM_RUNS runs, ${secs} s: $(commas "$(awk -v n="$MEM_ANSWERED" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')") req/s |"
+    echo "| distinct X-Forwarded-For addresses sent | $(commas "$MEM_SENT") ($(ipv4 0) to $(ipv4 $((MEM_SENT - 1)))) |"
+    if ((pre > 0 && post > 0)); then
+        echo "| req/s before the store was full / once it evicted | $(commas "$pre") / $(commas "$post") ($(ratio "$post" "$pre")x) |"
+    fi
+    echo "| RSS at start (after the checks, before the load) | $(mib "$MEM_RSS_START") MiB |"
+    echo "| peak RSS: sampled (when) / VmHWM | $(mib "$peak_kb") MiB (${peak_at} s) / $(mib "$MEM_HWM") MiB |"
+    echo "| RSS at the end of the load | $(mib "$MEM_RSS_END") MiB |"
+    echo "| RSS ${MEM_AFTER_S} s after the load | $(mib "$MEM_RSS_AFTER") MiB |"
+    echo "| \`tollgate_ratelimit_total{policy=\"hourly\"}\` allowed / limited | $(commas "$MEM_ALLOWED") / $(commas "$MEM_LIMITED") |"
+    echo "| \`tollgate_ratelimit_evicted_total\` (expected: $e_exp evictions × $(commas $((MAX_KEYS / 10 + 1)))) | $(commas "$MEM_EVICTED") ($(commas "$ev_exp")) |"
+    echo "| keys in the store at the end (allowed - evicted; at most $(commas "$MAX_KEYS")) | $(commas "$kept") |"
+    echo "| RSS growth per key kept | ~$per_key bytes |"
+    echo "| load check | $MEM_QUIET |"
+    echo
+    echo "**memory run: peak RSS $(mib "$top") MiB** (target < $TARGET_RSS_MIB MiB: $met)"
+    echo
+    echo "Each wrk run (-t1 -c$CONNECTIONS, up to ${MEM_CHUNK} s; keys counted = \`allowed\` after it; evictions as computed from them):"
+    echo
+    echo "| run | first address | answered | req/s | p99 (ms) | max (ms) | errors | keys counted | evictions | RSS after (MiB) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r run first sent n rps p99 max errs rss allowed; do
+        printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$run" "$(ipv4 "$first")" \
+            "$(commas "$n")" "$rps" "$p99" "$max" "$errs" "$(commas "$allowed")" \
+            "$(evictions "$allowed")" "$(mib "$rss")"
+    done <"$MEM_ROWS"
+    echo
+}
+
 # The tables, with the ratio and the target of each scenario: in the report and on the terminal.
 TABLES="$WORK/tables.md"
 {
     if ((RUN_NONE)); then
-        if ((RUN_JWT)); then
+        if ((RUN_JWT || RUN_RL)); then
             echo "## No policy (SCENARIO=none)"
             echo
         fi
@@ -651,6 +961,56 @@ TABLES="$WORK/tables.md"
             'BEGIN { print (r >= t && p == "yes") ? "yes" : "NO" }')
         echo "**jwt: tollgate / envoy req/s: ${RATIO}x, p99 ${TG_P99} / ${EN_P99} ms** (target >= ${TARGET_RATIO_JWT}x req/s with p99 no worse: $MEETS)"
     fi
+    if ((RUN_RL)); then
+        if ((RUN_NONE || RUN_JWT)); then echo; fi
+        echo "## Rate limiting: a local limit that never bites, and the same limit on Redis (SCENARIO=ratelimit)"
+        echo
+        echo "Tollgate alone, with the no-policy config (one \`auth: none\` route): \`tollgate\` as it is;"
+        echo "\`tollgate-local\` with the route limited by \`rate_limit: never\`,"
+        echo "\`never: { key: ip, tiers: [ { name: all, limit: 100000000/second } ] }\` (every request is"
+        echo "counted, in one bucket: wrk's address 127.0.0.1); \`tollgate-redis\` with the same policy on"
+        echo "\`backend: redis\` and \`redis: { url: redis://127.0.0.1:PORT, timeout: 50ms }\` (\`on_error\`"
+        echo "left at \`local\`): one EVALSHA per request to a redis-server $REDIS_VERSION without persistence"
+        echo "(\`--save \"\" --appendonly no\`) on CPU $LOAD_CPU, next to wrk and the upstream. Redis counts in"
+        echo "whole milliseconds, so there the policy is 1000/s with a bucket of 100,000,000 (100,000 s"
+        echo "ahead): it cannot bite within a benchmark either. Before measuring, each limited target"
+        echo "answered 200 with \`RateLimit-Policy\`, and Redis ran the script for that request; after each run"
+        echo "/metrics showed the policy's decisions (below the table: none limited, no Redis error,"
+        echo "unless a warning says otherwise)."
+        echo
+        rl_table
+        MEETS=$(awk -v r="$(ratio "$RL_LOCAL_RPS" "$RL_BASE_RPS")" -v t="$TARGET_RATIO_LOCAL" \
+            'BEGIN { print (r >= t) ? "yes" : "NO" }')
+        echo "**tollgate-local / tollgate req/s: $(ratio "$RL_LOCAL_RPS" "$RL_BASE_RPS")x, p99 $RL_LOCAL_P99 / $RL_BASE_P99 ms** (target >= ${TARGET_RATIO_LOCAL}x, a cost of 5 % at most: $MEETS)"
+        echo
+        echo "**tollgate-redis / tollgate req/s: $(ratio "$RL_REDIS_RPS" "$RL_BASE_RPS")x, p99 $RL_REDIS_P99 / $RL_BASE_P99 ms** (no target)"
+        echo
+        awk '{ a[$1] += $3; l[$1] += $4; e[$1] += $5 }
+             END { printf "Policy `never`, summed over the runs (checks, warm-ups and measured runs): tollgate-local %d allowed, %d limited; tollgate-redis %d allowed, %d limited, %d Redis errors.\n",
+                           a["tollgate-local"], l["tollgate-local"], a["tollgate-redis"], l["tollgate-redis"], e["tollgate-redis"] }' "$RL_COUNTS"
+        echo
+        echo "## Rate-limit memory: $(commas "$MEM_REQUESTS") distinct callers on a local limit (SCENARIO=ratelimit)"
+        echo
+        echo "Tollgate with \`server.trusted_proxies: [127.0.0.1/32]\` and one \`auth: none\` route limited by"
+        echo "\`hourly: { key: ip, tiers: [ { name: all, limit: 1/hour } ] }\`. wrk -t1 -c$CONNECTIONS with"
+        echo "bench/xff.lua sends every request with \`X-Forwarded-For: <a new IPv4 address>\` (10.0.0.0,"
+        echo "10.0.0.1, ...), so every request is a new caller, admitted and kept as the key ip:<address>;"
+        echo "in wrk runs of up to ${MEM_CHUNK} s, each starting after the last address sent, until"
+        echo "$(commas "$MEM_REQUESTS") requests were answered; no warm-up; done once. Before the load, one"
+        echo "address answered 200 then 429 and another 200: the gateway keys by X-Forwarded-For. VmRSS read"
+        echo "from /proc/PID/status once a second (timeline in the report), VmHWM is the kernel's peak."
+        echo
+        echo "What to expect: the policy's one store keeps at most $(commas "$MAX_KEYS") keys (MAX_KEYS). No bucket"
+        echo "is full again within the hour, so the 10-second sweep frees nothing; once the store holds"
+        echo "$(commas "$MAX_KEYS") keys, the next new key makes it drop the tenth with the oldest TAT"
+        echo "($(commas $((MAX_KEYS / 10 + 1))) keys, the first callers), and it refills to $(commas "$MAX_KEYS") by the next"
+        echo "$(commas $((MAX_KEYS / 10))) callers: RSS should grow to about $(commas "$MAX_KEYS") keys' worth and"
+        echo "stay flat after, also ${MEM_SETTLE} s later (nothing to sweep; the allocator reuses the memory of"
+        echo "evicted keys). \`tollgate_ratelimit_evicted_total\` is added up at each sweep, so it is read"
+        echo "after the idle time."
+        echo
+        memory_table
+    fi
 } >"$TABLES"
 
 # The commit measured, and whether code (not bench/ or docs/) differed from it.
@@ -667,9 +1027,13 @@ REPORT="$RESULTS/latest.md"
     echo "# Tollgate benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)."
-    echo "Envoy $(envoy_version), tollgate $(tollgate_version)."
+    if [[ -n $ENVOY ]]; then
+        echo "Envoy $(envoy_version), tollgate $(tollgate_version)."
+    else
+        echo "Tollgate $(tollgate_version)."
+    fi
     echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), rounds: $ROUNDS."
-    echo "Pinned: proxy under test on CPU $PROXY_CPU; upstream and wrk on CPU $LOAD_CPU."
+    echo "Pinned: proxy under test on CPU $PROXY_CPU; upstream and wrk$( ((RUN_RL)) && echo ", Redis and the RSS sampler") on CPU $LOAD_CPU."
     echo
     cat "$TABLES"
     echo
@@ -683,6 +1047,16 @@ REPORT="$RESULTS/latest.md"
     echo
     sed 's/^/    /' "$ROWS"
     echo
+    if ((RUN_RL)); then
+        echo "Rate-limit decisions after each measured run (target, round, allowed, limited, Redis errors; policy \`never\`, since that Tollgate started):"
+        echo
+        sed 's/^/    /' "$RL_COUNTS"
+        echo
+        echo "Memory run, Tollgate's VmRSS once a second (seconds from the start of the load, MiB):"
+        echo
+        awk -v t0="$MEM_T0" '{ printf "    %+7.1f  %7.1f\n", $1 - t0, $2 / 1024 }' "$WORK/rss.txt"
+        echo
+    fi
     echo "<details><summary>raw wrk output</summary>"
     echo
     for f in "$WORK"/wrk-*.txt; do
