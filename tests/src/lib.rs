@@ -30,12 +30,24 @@ pub fn binary() -> PathBuf {
 }
 
 /// A free loopback port (bound, then released for the process under test to take).
+///
+/// Picked at random below Linux's ephemeral range (32768-60999) rather than by `bind(0)`: the
+/// kernel hands a port just released by one test process to the next `bind(0)` of another, so
+/// two tests running at once could be given the same port; a random pick among 12,000 rarely
+/// collides, and never with the ephemeral ports of outgoing connections.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found in 20000-31999");
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
@@ -171,6 +183,11 @@ impl Gateway {
             }
             let up = |addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
             if up(gw.http) && up(gw.admin) && gw.admin_get("/healthz").status == 200 {
+                // Someone else may have taken the port between our probe and the gateway's
+                // bind (Pingora then retries in the background): what answers is not ours.
+                if gw.stderr().contains("is in use") {
+                    return Err(format!("cannot listen on {}: taken meanwhile", gw.http));
+                }
                 return Ok(gw);
             }
             if Instant::now() > deadline {
