@@ -142,12 +142,9 @@ impl Gateway {
                 ctx.tier = Some(v.tier.clone());
                 ctx.ratelimit_headers = crate::limits::headers(v);
                 if !v.allowed() {
-                    let mut denial = Denial::new(429, "rate_limited", "too many requests");
-                    denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
-                    denial
-                        .headers
-                        .push(("retry-after", crate::limits::retry_after(v)));
-                    return Err(denial);
+                    // The `RateLimit-*` headers are added with every refusal's, below.
+                    return Err(Denial::new(429, "rate_limited", "too many requests")
+                        .header("retry-after", crate::limits::retry_after(v)));
                 }
             }
         }
@@ -214,10 +211,8 @@ impl ProxyHttp for Gateway {
         match self.admit(session, ctx).await {
             Ok(()) => Ok(false),
             Err(mut denial) => {
-                // After rate limiting (a 413, say), the refusal carries the limit's headers too.
-                if denial.status != 429 {
-                    denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
-                }
+                // A refusal at or after rate limiting (429, 413) carries the limit's headers.
+                denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
                 // A browser may read a refusal only if it carries the CORS headers.
                 if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
                     if !denial

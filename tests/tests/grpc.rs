@@ -28,6 +28,22 @@ fn grpc_server() -> (std::path::PathBuf, u16, Process) {
     (peer, port, server)
 }
 
+/// peer.py as a client with these arguments; it must print "all ok" and exit 0.
+fn run_client(peer: &std::path::Path, args: &[&str]) {
+    let out = Command::new(python())
+        .arg(peer)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all ok"), "{stdout}");
+}
+
 #[test]
 fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
     let (peer, port, server) = grpc_server();
@@ -38,18 +54,7 @@ fn grpc_unary_and_streaming_calls_pass_through_with_trailers() {
             "upstreams:\n  grpc: {{ targets: [\"127.0.0.1:{port}\"], protocol: http2 }}\nroutes:\n  - name: echo\n    match: {{ path: /test.Echo/* }}\n    upstream: grpc\n    auth: none\n"
         ),
     );
-    let out = Command::new(python())
-        .arg(&peer)
-        .args(["client", &gw.http.to_string()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("all ok"), "{stdout}");
+    run_client(&peer, &["client", &gw.http.to_string()]);
     drop(server);
 }
 
@@ -74,21 +79,13 @@ fn a_real_grpc_client_gets_unauthenticated_and_permission_denied() {
         )
         .unwrap()
     };
-    let out = Command::new(python())
-        .arg(&peer)
-        .args([
+    run_client(
+        &peer,
+        &[
             "auth",
             &gw.http.to_string(),
             &token(&["admin"]),
             &token(&["user"]),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    assert!(stdout.contains("all ok"), "{stdout}");
 }
