@@ -484,11 +484,16 @@ fn shared_redis(
     if timeout < Duration::from_millis(1) {
         report.error("redis.timeout", "must be at least 1ms");
     }
+    let tls = config
+        .tls
+        .as_ref()
+        .and_then(|t| redis_tls(t, config, report));
     let runtime = runtime?;
     let errors = metrics.clone();
     match Shared::new(
         config.url.as_deref(),
         &nodes,
+        tls,
         timeout,
         on_error,
         Arc::new(move || errors.redis_error()),
@@ -500,6 +505,56 @@ fn shared_redis(
             None
         }
     }
+}
+
+/// `redis.tls`: the PEM files, read now so that a missing one is a config error.
+fn redis_tls(
+    tls: &tollgate_config::ClientTls,
+    config: &tollgate_config::Redis,
+    report: &mut Report<'_>,
+) -> Option<tollgate_ratelimit::shared::Tls> {
+    let urls = config
+        .url
+        .iter()
+        .chain(config.cluster_nodes.iter().flatten());
+    if urls.clone().any(|u| !u.starts_with("rediss://")) {
+        report.error("redis.tls", "TLS needs rediss:// URLs");
+    }
+    if tls.insecure_skip_verify {
+        report.error(
+            "redis.tls.insecure_skip_verify",
+            "not supported for Redis: name the server's CA in ca_file instead",
+        );
+    }
+    let mut read = |path: Option<&tollgate_config::Text>, key: &str| {
+        let path = path?;
+        match std::fs::read(path.as_str()) {
+            Ok(pem) if pem.starts_with(b"-----BEGIN") => Some(pem),
+            Ok(_) => {
+                report.error(format!("redis.tls.{key}"), "not a PEM file");
+                None
+            }
+            Err(e) => {
+                report.error(
+                    format!("redis.tls.{key}"),
+                    format!("cannot read {}: {e}", path.quoted()),
+                );
+                None
+            }
+        }
+    };
+    let ca = read(tls.ca_file.as_ref(), "ca_file");
+    let client = match (&tls.cert_file, &tls.key_file) {
+        (Some(_), Some(_)) => {
+            read(tls.cert_file.as_ref(), "cert_file").zip(read(tls.key_file.as_ref(), "key_file"))
+        }
+        (None, None) => None,
+        _ => {
+            report.error("redis.tls", "cert_file and key_file go together");
+            None
+        }
+    };
+    Some(tollgate_ratelimit::shared::Tls { ca, client })
 }
 
 /// What is wrong with a Redis URL, without repeating it (it may hold a password).

@@ -1,24 +1,79 @@
 //! The wire side of rate limiting: the `RateLimit-*` headers of a verdict (the contract's
 //! fine print: `Limit` is the burst, `Reset` and `Retry-After` whole seconds rounded up).
+//!
+//! A request keeps only the headline verdict's numbers ([`Headline`], two small `Copy`
+//! structs); the header values are written straight into the response, with no strings built
+//! on the way for the common case of an admitted request.
 
-use tollgate_ratelimit::gcra::ceil_secs;
+use http::{HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use tollgate_ratelimit::gcra::{ceil_secs, Decision, Quota};
 use tollgate_ratelimit::Verdict;
 
-/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`; none for an unlimited tier.
-pub fn headers(v: &Verdict) -> Vec<(&'static str, String)> {
-    let Some((quota, d)) = v.limit else {
-        return Vec::new();
-    };
-    let window = ceil_secs(quota.period_ns);
-    vec![
-        ("ratelimit-limit", quota.burst.to_string()),
-        ("ratelimit-remaining", d.remaining.to_string()),
-        ("ratelimit-reset", ceil_secs(d.reset_ns).max(1).to_string()),
-        (
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The numbers behind one response's `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Headline {
+    quota: Quota,
+    decision: Decision,
+}
+
+impl Headline {
+    /// `None` for an unlimited tier: such a response carries no headers.
+    pub fn of(v: &Verdict) -> Option<Headline> {
+        v.limit
+            .map(|(quota, decision)| Headline { quota, decision })
+    }
+
+    fn values(&self) -> [(HeaderName, HeaderValue); 4] {
+        let Headline { quota, decision } = self;
+        let policy = format!(
+            "{};w={};burst={}",
+            quota.count,
+            ceil_secs(quota.period_ns),
+            quota.burst
+        );
+        [
+            (LIMIT, HeaderValue::from(quota.burst)),
+            (REMAINING, HeaderValue::from(decision.remaining)),
+            (
+                RESET,
+                HeaderValue::from(ceil_secs(decision.reset_ns).max(1)),
+            ),
+            // Digits, `;`, `=` and letters only: always a valid header value.
+            (
+                POLICY,
+                HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
+            ),
+        ]
+    }
+
+    /// Adds the headers to an upstream's response.
+    pub fn write(&self, response: &mut ResponseHeader) -> pingora::Result<()> {
+        for (name, value) in self.values() {
+            response.insert_header(name, value)?;
+        }
+        Ok(())
+    }
+
+    /// The headers as a refusal carries them.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, String)> {
+        let names = [
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
             "ratelimit-policy",
-            format!("{};w={window};burst={}", quota.count, quota.burst),
-        ),
-    ]
+        ];
+        names.into_iter().zip(
+            self.values()
+                .into_iter()
+                .map(|(_, v)| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        )
+    }
 }
 
 /// `Retry-After` of a 429: at least 1.

@@ -59,8 +59,9 @@ pub struct RequestCtx {
     auth_result: Option<&'static str>,
     /// The tier of the policy whose headers the response carries (`$tier`).
     tier: Option<Arc<str>>,
-    /// `RateLimit-*` headers for every response of a rate-limited route.
-    ratelimit_headers: Vec<(&'static str, String)>,
+    /// The numbers of the `RateLimit-*` headers every response of a rate-limited route
+    /// carries.
+    ratelimit: Option<crate::limits::Headline>,
     _in_flight: InFlightGuard,
 }
 
@@ -140,7 +141,7 @@ impl Gateway {
             ctx.tier = verdicts.first().map(|v| v.tier.clone());
             if let Some(v) = tollgate_ratelimit::headline(&verdicts) {
                 ctx.tier = Some(v.tier.clone());
-                ctx.ratelimit_headers = crate::limits::headers(v);
+                ctx.ratelimit = crate::limits::Headline::of(v);
                 if !v.allowed() {
                     // The `RateLimit-*` headers are added with every refusal's, below.
                     return Err(Denial::new(429, "rate_limited", "too many requests")
@@ -183,7 +184,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             auth_result: None,
             tier: None,
-            ratelimit_headers: Vec::new(),
+            ratelimit: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -212,7 +213,9 @@ impl ProxyHttp for Gateway {
             Ok(()) => Ok(false),
             Err(mut denial) => {
                 // A refusal at or after rate limiting (429, 413) carries the limit's headers.
-                denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
+                denial
+                    .headers
+                    .extend(ctx.ratelimit.iter().flat_map(|h| h.pairs()));
                 // A browser may read a refusal only if it carries the CORS headers.
                 if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
                     if !denial
@@ -381,8 +384,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
-        for (name, value) in &ctx.ratelimit_headers {
-            upstream_response.insert_header(*name, value.as_str())?;
+        if let Some(headline) = &ctx.ratelimit {
+            headline.write(upstream_response)?;
         }
         if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref()) {
             for (name, value) in cors.response_headers(session.req_header()) {
@@ -423,7 +426,9 @@ impl ProxyHttp for Gateway {
         };
         let code = match denial {
             Some(mut denial) if session.response_written().is_none() => {
-                denial.headers.extend(ctx.ratelimit_headers.iter().cloned());
+                denial
+                    .headers
+                    .extend(ctx.ratelimit.iter().flat_map(|h| h.pairs()));
                 ctx.denied = Some(denial.status);
                 if let Err(write) = denial
                     .render(session, request_id_str(&ctx.request_id), ctx.grpc)

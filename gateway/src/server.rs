@@ -126,7 +126,7 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
             for policy in swept.load().policies.values() {
                 for bucket in policy.tiers().filter_map(|t| t.bucket()) {
                     bucket.sweep();
-                    let evicted = bucket.evicted.swap(0, std::sync::atomic::Ordering::Relaxed);
+                    let evicted = bucket.take_evicted();
                     counted.ratelimit_evicted(evicted);
                 }
             }

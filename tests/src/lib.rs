@@ -820,13 +820,22 @@ fn base64_encode(bytes: &[u8]) -> String {
 pub struct Redis {
     pub port: u16,
     process: Option<Process>,
+    /// Options of the server beyond the test defaults (TLS, users).
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// A server with more options, e.g. `--tls-port`; `PING` on the plain port must still
+    /// answer without a password (the readiness check).
+    pub fn start_with(args: &[&str]) -> Redis {
         let mut redis = Redis {
             port: free_port(),
             process: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         redis.restart();
         redis
@@ -838,6 +847,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -880,6 +890,27 @@ impl Redis {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// Writes ca.pem, and cert.pem with key.pem for `localhost` and `127.0.0.1` signed by that
+/// CA, into `dir`.
+pub fn make_certs(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "tollgate test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
 
 /// A Redis Cluster of three masters (no replicas) on loopback, made by `redis-cli --cluster

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
-use tollgate_tests::{wait_until, Gateway, Redis, Response, Upstream};
+use tollgate_tests::{
+    free_port, make_certs, temp_dir, validate, wait_until, Gateway, Redis, Response, Upstream,
+};
 
 const SECRET: &str = "redis-rate-limit-secret-0123456789abcdef";
 
@@ -92,7 +94,7 @@ fn redis_down_falls_back_to_local_quickly_and_sharing_resumes() {
 }
 
 #[test]
-fn on_error_deny_answers_503_with_retry_after_1() {
+fn on_error_deny_answers_503_and_allow_admits_uncounted() {
     let mut redis = Redis::start();
     let url = redis.url();
     redis.stop();
@@ -101,6 +103,14 @@ fn on_error_deny_answers_503_with_retry_after_1() {
     let r = get(&gw, &token("denied"));
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
+
+    // `on_error: allow` admits without counting: past the limit, and with no RateLimit-*.
+    let gw = Gateway::start(&config(&up, &url, "allow", "1/minute"));
+    for _ in 0..3 {
+        let r = get(&gw, &token("allowed"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-limit"), None);
+    }
 }
 
 #[test]
@@ -128,5 +138,101 @@ fn a_redis_cluster_holds_one_count_for_two_gateways() {
     // Many callers spread over the slots of all three masters and still count.
     for i in 0..30 {
         assert_eq!(get(&a, &token(&format!("spread-{i}"))).status, 200);
+    }
+}
+
+#[test]
+fn rediss_with_a_private_ca_and_a_user_and_password_from_the_url() {
+    let dir = temp_dir();
+    make_certs(&dir);
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let tls_port = free_port().to_string();
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &path("cert.pem"),
+        "--tls-key-file",
+        &path("key.pem"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        // The harness (no password) may only PING and SCAN; only the gateway's user counts.
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "-@all",
+        "+ping",
+        "+scan",
+        "--user",
+        "gateway",
+        "on",
+        ">s3cret-pass",
+        "~tollgate:*",
+        "+@scripting",
+        "+get",
+        "+set",
+        "+time",
+    ]);
+    let up = Upstream::start("u");
+    let with_tls = |url: &str, on_error: &str, ca: bool| {
+        let tls = if ca {
+            format!("  tls: {{ ca_file: \"{}\" }}\n", path("ca.pem"))
+        } else {
+            String::new()
+        };
+        config(&up, url, on_error, "3/minute")
+            .replace("  timeout: 50ms\n", &format!("{tls}  timeout: 500ms\n"))
+    };
+    let url = format!("rediss://gateway:s3cret-pass@127.0.0.1:{tls_port}");
+    let gw = Gateway::start(&with_tls(&url, "deny", true));
+    let t = token("over-tls");
+    let statuses: Vec<u16> = (0..4).map(|_| get(&gw, &t).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429], "counted in Redis over TLS");
+    assert_eq!(redis.keys("tollgate:rl:shared:all:*").len(), 1);
+
+    // A wrong password, or a server certificate the public roots do not vouch for: Redis
+    // cannot count, and `on_error: deny` says so.
+    let wrong = format!("rediss://gateway:wrong@127.0.0.1:{tls_port}");
+    let gw = Gateway::start(&with_tls(&wrong, "deny", true));
+    assert_eq!(get(&gw, &token("wrong-password")).status, 503);
+    let gw = Gateway::start(&with_tls(&url, "deny", false));
+    assert_eq!(get(&gw, &token("untrusted")).status, 503);
+}
+
+#[test]
+fn redis_tls_problems_are_config_errors_naming_the_path() {
+    let up = Upstream::start("u");
+    let cases = [
+        (
+            "redis://127.0.0.1:6379",
+            "  tls: { ca_file: /nonexistent/ca.pem }\n",
+            "redis.tls",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            "  tls: { ca_file: /nonexistent/ca.pem }\n",
+            "redis.tls.ca_file",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            "  tls: { insecure_skip_verify: true }\n",
+            "redis.tls.insecure_skip_verify",
+        ),
+        (
+            "rediss://127.0.0.1:6379",
+            "  tls: { cert_file: /etc/hostname }\n",
+            "cert_file and key_file go together",
+        ),
+    ];
+    for (url, tls, expected) in cases {
+        let yaml = config(&up, url, "local", "3/minute")
+            .replace("  timeout: 50ms\n", &format!("{tls}  timeout: 50ms\n"));
+        let (code, output) = validate(&yaml);
+        assert_ne!(code, 0, "accepted: {tls}");
+        assert!(output.contains(expected), "{expected:?} not in {output}");
     }
 }

@@ -3,24 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use tollgate_tests::{free_port, temp_dir, validate, Gateway, Upstream};
-
-/// Writes ca.pem, cert.pem and key.pem (for `localhost`) into `dir`.
-fn make_certs(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "tollgate test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-}
+use tollgate_tests::{free_port, make_certs, temp_dir, validate, Gateway, Upstream};
 
 /// curl over TLS, trusting only the test CA: (HTTP version, status, body).
 fn curl(dir: &Path, port: u16, http2: bool) -> (String, u16, serde_json::Value) {

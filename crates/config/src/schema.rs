@@ -336,6 +336,8 @@ pub struct Tier {
 pub struct Redis {
     pub url: Option<Text>,
     pub cluster_nodes: Option<Vec<Text>>,
+    /// For `rediss://`: a private CA, a client certificate (mutual TLS).
+    pub tls: Option<ClientTls>,
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub on_error: OnError,

@@ -12,7 +12,7 @@ pub mod shared;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,8 +25,10 @@ use tollgate_policy::expr::Expr;
 use gcra::{Decision, Quota};
 use shared::{OnError, Shared};
 
-/// Keys one (policy, tier) bucket store keeps at most.
+/// Keys one (policy, tier) bucket keeps: reaching it starts an eviction in the background.
 pub const MAX_KEYS: usize = 500_000;
+/// Keys one bucket never exceeds: past it, a new key waits for the eviction itself.
+pub const HARD_MAX_KEYS: usize = MAX_KEYS + MAX_KEYS / 4;
 
 /// What a policy counts by.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +54,8 @@ pub struct Tier {
 /// One tier's counts.
 pub struct Bucket {
     pub quota: Quota,
-    store: DashMap<String, u64>,
+    store: Arc<Store>,
     epoch: Instant,
-    /// Keys evicted because the store was full.
-    pub evicted: AtomicU64,
 }
 
 pub struct Policy {
@@ -182,16 +182,11 @@ impl Policy {
                     if burst == 0 {
                         report.error(format!("{tat}.burst"), "must be at least 1");
                     }
-                    Some(Bucket {
-                        quota: Quota {
-                            count,
-                            period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
-                            burst: burst.max(1),
-                        },
-                        store: DashMap::new(),
-                        epoch: Instant::now(),
-                        evicted: AtomicU64::new(0),
-                    })
+                    Some(Bucket::new(Quota {
+                        count,
+                        period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
+                        burst: burst.max(1),
+                    }))
                 }
             };
             tiers.push(Tier {
@@ -293,7 +288,7 @@ impl Policy {
                 }
             }
         }
-        let d = bucket.acquire(key.clone());
+        let d = bucket.acquire(&key);
         Some((verdict(Some((bucket.quota, d))), Counted::Local(key)))
     }
 
@@ -329,16 +324,34 @@ impl Tier {
 }
 
 impl Bucket {
+    fn new(quota: Quota) -> Bucket {
+        Bucket {
+            quota,
+            store: Arc::new(Store::default()),
+            epoch: Instant::now(),
+        }
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn acquire(&self, key: String) -> Decision {
+    fn acquire(&self, key: &str) -> Decision {
         let now = self.now();
-        if self.store.len() >= MAX_KEYS && !self.store.contains_key(&key) {
-            self.make_room(now);
+        // A caller seen before: no allocation, one shard lock.
+        if let Some(mut tat) = self.store.tats.get_mut(key) {
+            let stored = (*tat > now).then_some(*tat);
+            let (decision, new) = gcra::check(&self.quota, stored, now);
+            if let Some(new) = new {
+                *tat = new;
+            }
+            return decision;
         }
-        let mut entry = self.store.entry(key).or_insert(0);
+        let len = self.store.tats.len();
+        if len >= MAX_KEYS {
+            self.make_room(now, len);
+        }
+        let mut entry = self.store.tats.entry(key.to_owned()).or_insert(0);
         let stored = (*entry > now).then_some(*entry);
         let (decision, new) = gcra::check(&self.quota, stored, now);
         if let Some(new) = new {
@@ -348,41 +361,79 @@ impl Bucket {
     }
 
     fn refund(&self, key: &str) {
-        if let Some(mut tat) = self.store.get_mut(key) {
+        if let Some(mut tat) = self.store.tats.get_mut(key) {
             *tat = tat.saturating_sub(self.quota.interval_ns());
         }
     }
 
-    /// Keeps the store under its cap: keys whose bucket is full again first (they hold no
-    /// information), then the tenth of the keys with the oldest TAT (touched longest ago).
-    fn make_room(&self, now: u64) {
-        self.store.retain(|_, tat| *tat > now);
-        if self.store.len() < MAX_KEYS {
+    /// The store is at its cap: evicts on a blocking thread while requests go on (one eviction
+    /// at a time), or right here if keys arrive faster than that eviction frees them.
+    fn make_room(&self, now: u64, len: usize) {
+        if len >= HARD_MAX_KEYS {
+            self.store.evict(now);
             return;
         }
-        let mut tats: Vec<u64> = self.store.iter().map(|e| *e.value()).collect();
-        let cut = tats.len() / 10;
-        let (_, threshold, _) = tats.select_nth_unstable(cut);
-        let threshold = *threshold;
-        let before = self.store.len();
-        self.store.retain(|_, tat| *tat > threshold);
-        self.evicted
-            .fetch_add((before - self.store.len()) as u64, Ordering::Relaxed);
+        if self.store.evicting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.store.clone();
+        let evict = move || {
+            store.evict(now);
+            store.evicting.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(evict)),
+            Err(_) => evict(),
+        }
     }
 
     /// Drops keys whose bucket is full again; run now and then so that idle keys free their
     /// memory without waiting for the cap.
     pub fn sweep(&self) {
         let now = self.now();
-        self.store.retain(|_, tat| *tat > now);
+        self.store.tats.retain(|_, tat| *tat > now);
+    }
+
+    /// Keys evicted because the store was full, since the last call.
+    pub fn take_evicted(&self) -> u64 {
+        self.store.evicted.swap(0, Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.store.tats.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+        self.store.tats.is_empty()
+    }
+}
+
+/// A bucket's keys: the TAT of each.
+#[derive(Default)]
+struct Store {
+    tats: DashMap<String, u64>,
+    /// Keys evicted because the store was full.
+    evicted: AtomicU64,
+    /// An eviction is running.
+    evicting: AtomicBool,
+}
+
+impl Store {
+    /// Brings the store under its cap: keys whose bucket is full again first (they hold no
+    /// information), then the tenth of the keys with the oldest TAT (touched longest ago).
+    fn evict(&self, now: u64) {
+        self.tats.retain(|_, tat| *tat > now);
+        if self.tats.len() < MAX_KEYS {
+            return;
+        }
+        let mut tats: Vec<u64> = self.tats.iter().map(|e| *e.value()).collect();
+        let cut = tats.len() / 10;
+        let (_, threshold, _) = tats.select_nth_unstable(cut);
+        let threshold = *threshold;
+        let before = self.tats.len();
+        self.tats.retain(|_, tat| *tat > threshold);
+        let gone = before.saturating_sub(self.tats.len());
+        self.evicted.fetch_add(gone as u64, Ordering::Relaxed);
     }
 }
 

@@ -72,6 +72,28 @@ pub struct Shared {
     _task: Option<Task>,
 }
 
+/// PEM files for `rediss://`: the CA to trust instead of the public roots, and a client
+/// certificate with its key.
+#[derive(Default)]
+pub struct Tls {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    fn certificates(self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client
+                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: self.ca,
+        }
+    }
+}
+
 /// Whether a `redis://` / `rediss://` URL parses.
 pub fn valid_url(url: &str) -> bool {
     redis::Client::open(url).is_ok()
@@ -91,6 +113,7 @@ impl Shared {
     pub fn new(
         url: Option<&str>,
         cluster_nodes: &[String],
+        tls: Option<Tls>,
         timeout: Duration,
         on_error: OnError,
         on_failure: Arc<dyn Fn() + Send + Sync>,
@@ -99,8 +122,11 @@ impl Shared {
         let _inside = runtime.enter();
         let (conn, task) = if cluster_nodes.is_empty() {
             let url = url.ok_or("redis needs url or cluster_nodes")?;
-            let client =
-                redis::Client::open(url).map_err(|_| "not a valid Redis URL".to_owned())?;
+            let client = match tls {
+                None => redis::Client::open(url),
+                Some(tls) => redis::Client::build_with_tls(url, tls.certificates()),
+            }
+            .map_err(|e| format!("cannot use the Redis URL or its TLS files: {:?}", e.kind()))?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_response_timeout(Some(timeout.max(Duration::from_millis(10))))
@@ -111,7 +137,11 @@ impl Shared {
                 .map_err(|e| format!("cannot set up the connection: {e}"))?;
             (Conn::Single(manager), None)
         } else {
-            let client = redis::cluster::ClusterClient::builder(cluster_nodes.to_vec())
+            let mut builder = redis::cluster::ClusterClient::builder(cluster_nodes.to_vec());
+            if let Some(tls) = tls {
+                builder = builder.certs(tls.certificates());
+            }
+            let client = builder
                 .connection_timeout(Duration::from_secs(1))
                 .response_timeout(timeout.max(Duration::from_millis(10)))
                 .retries(1)
