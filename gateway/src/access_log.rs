@@ -21,6 +21,8 @@ pub struct Entry {
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
     pub provider: Option<Arc<str>>,
+    /// `$tenant`: a multi-tenant provider's tenant, or an API key's.
+    pub tenant: Option<Arc<str>>,
     pub subject: Option<String>,
     pub tier: Option<Arc<str>>,
     pub auth: Option<&'static str>,

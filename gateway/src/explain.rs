@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pingora::http::RequestHeader;
 use tollgate_admin::Metrics;
 
-use crate::authn::{authenticate, forbidden};
+use crate::authn::authenticate;
 use crate::denial::Denial;
 use crate::gate::Gate;
 use crate::route::route;
@@ -88,7 +88,7 @@ pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
         .auth
         .providers()
         .iter()
-        .find(|p| Some(&p.issuer) == issuer.as_ref() && !p.ready())
+        .find(|p| issuer.as_deref().is_some_and(|iss| waiting(p, iss)))
     {
         if Instant::now() >= deadline {
             println!(
@@ -106,21 +106,29 @@ pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
     match &caller.identity {
         None => println!("authenticate: ok: {}", caller.result),
         Some(id) => println!(
-            "authenticate: ok: provider {}, subject {}, roles [{}], scopes [{}]",
+            "authenticate: ok: provider {}{}, subject {}, roles [{}], scopes [{}]",
             id.provider,
+            id.tenant
+                .as_ref()
+                .map_or(String::new(), |t| format!(", tenant {t}")),
             id.subject.as_deref().unwrap_or("(none)"),
             id.roles.join(", "),
             id.scopes.join(", ")
         ),
     }
 
+    if let crate::authz::Captured::Tenant(t) = &routed.tenant {
+        println!("authorize: the route captures tenant {t:?}: only its callers are admitted");
+    }
+    if let Err(d) = crate::authz::authorize(r, &routed.tenant, caller.identity.as_deref()) {
+        return refused("authorize", &d);
+    }
     match (&r.allow, &caller.identity) {
         (None, _) => println!("authorize: ok: the route has no allow rules"),
         (Some(_), None) => println!("authorize: ok: anonymous caller of an optional route"),
-        (Some(allow), Some(id)) => match allow.check(id) {
-            Ok(()) => println!("authorize: ok: the caller satisfies the route's allow rules"),
-            Err(refusal) => return refused("authorize", &forbidden(refusal)),
-        },
+        (Some(_), Some(_)) => {
+            println!("authorize: ok: the caller satisfies the route's allow rules")
+        }
     }
     if r.rate_limits.is_empty() {
         println!("rate limit: ok: the route has no rate limit");
@@ -150,6 +158,19 @@ pub fn explain(config: &Path, request: &Request<'_>) -> ExitCode {
     }
     println!("result: allowed");
     ExitCode::SUCCESS
+}
+
+/// Whether the provider of `iss` is still waiting for its first keys (for a tenant's issuer:
+/// a listed tenant's, which is fetched at start).
+fn waiting(p: &tollgate_auth::Provider, iss: &str) -> bool {
+    match (&p.tenancy, p.tenants()) {
+        (None, _) => p.issuer == iss && !p.ready(),
+        (Some((template, _)), Some(tenants)) => template
+            .tenant_of(iss)
+            .and_then(|t| tenants.existing(t))
+            .is_some_and(|r| r.keys().is_none()),
+        (Some((template, _)), None) => template.tenant_of(iss).is_some() && !p.ready(),
+    }
 }
 
 fn refused(step: &str, d: &Denial) -> ExitCode {

@@ -168,7 +168,7 @@ impl Gate {
     ) -> Result<Gate, Problems> {
         let mut report = loaded.report();
         let file = &loaded.file;
-        not_built_yet(loaded, &mut report);
+        tenant_routes(loaded, &mut report);
 
         let mut upstreams = BTreeMap::new();
         for (name, config) in &file.upstreams {
@@ -578,6 +578,10 @@ impl tollgate_auth::remote::Events for AuthEvents {
     fn fetched(&self, provider: &str, result: &'static str, keys: usize) {
         self.0.jwks_fetched(provider, result, keys);
     }
+
+    fn tenant_fetched(&self, provider: &str, result: &'static str) {
+        self.0.jwks_refreshed(provider, result);
+    }
 }
 
 /// The listener's certificate chain and key must load now: Pingora panics on bad ones when
@@ -660,20 +664,17 @@ fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName>
     names.into_iter().collect()
 }
 
-/// Sections of the contract that later stages implement. Until a stage exists its section is
-/// refused by `validate` and `run`: accepting it and doing nothing would let requests through
-/// that the config means to stop.
-fn not_built_yet(loaded: &Loaded, report: &mut Report<'_>) {
-    const LATER: &str = "is not supported by this build of tollgate yet";
-    let file = &loaded.file;
-    for (i, r) in file.routes.iter().enumerate() {
+/// A route that captures `{tenant}` isolates tenants: without authentication every request
+/// would pass that isolation unchecked.
+fn tenant_routes(loaded: &Loaded, report: &mut Report<'_>) {
+    for (i, r) in loaded.file.routes.iter().enumerate() {
         let captures_tenant = |p: &str| p.contains("{tenant}");
-        if captures_tenant(&r.matches.path)
-            || r.matches.host.as_deref().is_some_and(captures_tenant)
-        {
+        let captures = captures_tenant(&r.matches.path)
+            || r.matches.host.as_deref().is_some_and(captures_tenant);
+        if captures && r.auth == tollgate_config::AuthMode::None {
             report.error(
-                format!("routes[{i}].match"),
-                format!("tenant isolation ({{tenant}} in a route) {LATER}"),
+                format!("routes[{i}].auth"),
+                "a route that captures {tenant} admits only that tenant's callers: it needs auth: required or optional",
             );
         }
     }

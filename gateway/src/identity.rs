@@ -106,7 +106,8 @@ pub fn value(source: &Source, identity: &Identity, tier: Option<&str>) -> Option
         Source::Client => identity.client.clone()?,
         Source::Roles if !identity.roles.is_empty() => identity.roles.join(","),
         Source::Scopes if !identity.scopes.is_empty() => identity.scopes.join(","),
-        Source::Roles | Source::Scopes | Source::Tenant => return None,
+        Source::Tenant => identity.tenant.as_deref()?.to_owned(),
+        Source::Roles | Source::Scopes => return None,
         Source::Claim(path) => match path.lookup(&identity.claims)? {
             Value::String(s) => s.clone(),
             Value::Null => return None,

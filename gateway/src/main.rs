@@ -5,6 +5,7 @@
 mod access_log;
 mod admin;
 mod authn;
+mod authz;
 mod cors;
 mod deadline;
 mod denial;

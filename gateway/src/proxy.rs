@@ -110,12 +110,12 @@ impl Gateway {
             }
         }
 
-        // 3. Authorize: 403. An anonymous caller of an `optional` route is not checked.
-        if let (Some(allow), Some(identity)) = (&route.allow, &ctx.identity) {
-            if let Err(refusal) = allow.check(identity) {
-                ctx.auth_result = Some(refusal.code);
-                return Err(crate::authn::forbidden(refusal));
-            }
+        // 3. Authorize: 403 (tenant isolation, then the allow rules).
+        if let Err(refusal) =
+            crate::authz::authorize(route, &routed.tenant, ctx.identity.as_deref())
+        {
+            ctx.auth_result = Some(refusal.code);
+            return Err(refusal);
         }
 
         // 4. Rate-limit: 429.
@@ -468,6 +468,7 @@ impl ProxyHttp for Gateway {
             route: route.map(|r| r.name.clone()),
             upstream: route.map(|r| r.upstream.name.clone()),
             provider: ctx.identity.as_ref().map(|i| i.provider.clone()),
+            tenant: ctx.identity.as_ref().and_then(|i| i.tenant.clone()),
             subject: ctx.identity.as_ref().and_then(|i| i.subject.clone()),
             tier: ctx.tier.clone(),
             auth: ctx.auth_result.or_else(|| {

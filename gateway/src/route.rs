@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use pingora::http::RequestHeader;
 use tollgate_router::{host_of, normalize, Lookup};
 
+use crate::authz::Captured;
 use crate::cors::Cors;
 use crate::denial::Denial;
 use crate::gate::Gate;
@@ -17,6 +18,8 @@ pub struct Routed {
     pub upstream_uri: Option<String>,
     /// A CORS preflight for a route with `cors`: the gateway answers it.
     pub preflight: bool,
+    /// The tenant the route's host or path captured (tenant isolation).
+    pub tenant: Captured,
 }
 
 pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
@@ -54,10 +57,15 @@ pub fn route(gate: &Gate, req: &RequestHeader) -> Result<Routed, Denial> {
             None => p.to_string(),
         }),
     };
+    let path_tenant = found
+        .params
+        .iter()
+        .find_map(|&(name, value)| (name == "tenant").then_some(value));
     Ok(Routed {
         route: found.route,
         upstream_uri,
         preflight,
+        tenant: Captured::of(found.host_tenant, path_tenant),
     })
 }
 

@@ -9,12 +9,13 @@
 // Prints exactly one line on stdout when it is listening:
 //   ready <port> <issuer-url>
 // Everything else (oidc-provider notices, errors) goes to stderr.
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider, { errors } from 'oidc-provider';
+import Provider from 'oidc-provider';
+
+import { KEYGEN, configuration as realmConfiguration, newKey } from './realm.mjs';
 
 // stdout is reserved for the single "ready" line a test reads; oidc-provider
 // prints its development notices with console.info, so send those to stderr.
@@ -43,12 +44,6 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${args
 const ttl = Number(args.ttl);
 if (!Number.isInteger(ttl) || ttl < 1) fail(`bad --ttl ${args.ttl}`);
 
-// node:crypto key generation parameters for each JWS alg we support.
-const KEYGEN = {
-  RS256: ['rsa', { modulusLength: 2048 }],
-  ES256: ['ec', { namedCurve: 'P-256' }],
-  EdDSA: ['ed25519', {}],
-};
 if (!KEYGEN[args.alg]) fail(`--alg must be one of ${Object.keys(KEYGEN).join(', ')}`);
 
 // Load the private signing JWK from --key-file, or make a new one (and save it
@@ -63,62 +58,13 @@ function signingKey() {
     return jwk;
   }
   if (!args.kid) fail('--kid is required when no existing --key-file is given');
-  const [type, opts] = KEYGEN[args.alg];
-  const { privateKey } = crypto.generateKeyPairSync(type, opts);
-  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: args.kid, alg: args.alg, use: 'sig' };
+  const jwk = newKey(args.alg, args.kid);
   if (file) fs.writeFileSync(file, `${JSON.stringify(jwk)}\n`, { mode: 0o600 });
   return jwk;
 }
 const jwk = signingKey();
 
-// Claims added to every access token, per client (Keycloak-style roles plus
-// custom claims the gateway can map into headers / policies).
-const EXTRA_CLAIMS = {
-  'svc-admin': { realm_access: { roles: ['admin', 'user'] }, plan: 'pro', email: 'admin@example.test' },
-  'svc-user': { realm_access: { roles: ['user'] }, plan: 'free' },
-};
-const AUDIENCE = 'https://api.example.test';
-const client = (client_id, client_secret) => ({
-  client_id,
-  client_secret,
-  grant_types: ['client_credentials'],
-  response_types: [],
-  redirect_uris: [],
-  token_endpoint_auth_method: 'client_secret_basic',
-  scope: 'api:read api:write',
-});
-
-const configuration = {
-  clients: [client('svc-admin', 'svc-admin-secret'), client('svc-user', 'svc-user-secret')],
-  jwks: { keys: [jwk] },
-  // Scopes the server knows; clients may only be granted scopes listed here.
-  scopes: ['api:read', 'api:write'],
-  // ID tokens are never issued (no browser flows), but the client default must
-  // name an alg the keystore can sign with, or client validation fails.
-  clientDefaults: { id_token_signed_response_alg: args.alg },
-  features: {
-    devInteractions: { enabled: false },
-    clientCredentials: { enabled: true },
-    // Resource indicators are what make oidc-provider issue JWT (not opaque)
-    // access tokens: the token's aud, scope set and format come from here.
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: () => AUDIENCE,
-      // The one API this issuer knows; any other resource= is invalid_target.
-      getResourceServerInfo: (_ctx, resource) => {
-        if (resource !== AUDIENCE) throw new errors.InvalidTarget();
-        return {
-          scope: 'api:read api:write',
-          audience: AUDIENCE,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: args.alg } },
-        };
-      },
-    },
-  },
-  extraTokenClaims: (_ctx, token) => EXTRA_CLAIMS[token.clientId],
-  ttl: { ClientCredentials: ttl },
-};
+const configuration = realmConfiguration(jwk, ttl);
 
 // The issuer needs the real port, so listen first (port 0 = any free port)
 // and create the provider once the port is known.

@@ -323,6 +323,21 @@ impl Gateway {
         Conn::open(self.http).request(raw.as_bytes())
     }
 
+    /// `tollgate explain` on this gateway's own config file: (exit code, stdout).
+    pub fn explain(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(binary())
+            .arg("explain")
+            .arg("-c")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub fn admin_get(&self, path: &str) -> Response {
         Conn::open(self.admin).request(
             format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -725,6 +740,50 @@ impl Idp {
         )
     }
 
+    /// `tests/idp/tenants.mjs`: one `oidc-provider` realm per tenant under
+    /// `/realms/<tenant>`, each with its own RS256 key; `issuer` is the template
+    /// `http://127.0.0.1:PORT/realms/{tenant}`.
+    pub fn tenants(tenants: &[&str]) -> Idp {
+        Idp::spawn(
+            "tenants.mjs",
+            &["--port", "0", "--tenants", &tenants.join(",")],
+        )
+    }
+
+    /// The concrete issuer of a tenant of [`Idp::tenants`].
+    pub fn issuer_of(&self, tenant: &str) -> String {
+        self.issuer.replace("{tenant}", tenant)
+    }
+
+    /// A token from one tenant's realm of [`Idp::tenants`].
+    pub fn token_in(&self, tenant: &str, client: &str, secret: &str) -> String {
+        self.token_from(
+            &self.issuer_of(tenant),
+            client,
+            secret,
+            "api:read api:write",
+        )
+    }
+
+    /// A new signing key for one tenant's realm of [`Idp::tenants`]; returns its kid.
+    pub fn rotate(&self, tenant: &str) -> String {
+        let r = self.call(&format!("POST /_rotate/{tenant} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+        assert_eq!(r.status, 200);
+        r.json()["kid"].as_str().unwrap().to_owned()
+    }
+
+    /// Requests per realm of [`Idp::tenants`] (`{"<tenant>": {"discovery": n, "jwks": n},
+    /// "unknown": n}`).
+    pub fn stats(&self) -> serde_json::Value {
+        self.call("GET /_stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .json()
+    }
+
+    fn call(&self, request: &str) -> Response {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        Conn::open(addr).request(request.as_bytes())
+    }
+
     /// `oauth2-mock-server`: RS256, a fresh key each start, Auth0-style namespaced roles.
     pub fn mock(port: u16, kid: &str) -> Idp {
         Idp::spawn("mock.mjs", &["--port", &port.to_string(), "--kid", kid])
@@ -779,13 +838,17 @@ impl Idp {
 
     /// Like [`Idp::token`], asking for these (space-separated) scopes.
     pub fn token_with_scope(&self, client: &str, secret: &str, scope: &str) -> String {
+        self.token_from(&self.issuer, client, secret, scope)
+    }
+
+    fn token_from(&self, issuer: &str, client: &str, secret: &str, scope: &str) -> String {
         let form = format!(
             "grant_type=client_credentials&scope={}",
             scope.replace(':', "%3A").replace(' ', "%20")
         );
         let path = format!(
             "{}/token",
-            self.issuer
+            issuer
                 .split_once("//")
                 .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
                 .unwrap_or("")

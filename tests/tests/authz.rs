@@ -180,28 +180,13 @@ fn bad_rules_are_config_errors_with_path_line_and_column() {
     }
 }
 
-/// `tollgate explain` on the gateway's own config file: (exit code, stdout).
-fn explain(gw: &Gateway, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(tollgate_tests::binary())
-        .arg("explain")
-        .arg("-c")
-        .arg(gw.config_path())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn explain_walks_one_request_through_every_stage() {
     let s = setup();
     let admin = s.idp.token("svc-admin", "svc-admin-secret");
     let user = s.idp.token("svc-user", "svc-user-secret");
 
-    let (code, out) = explain(&s.gw, &["--path", "/api/admin/x", "--token", &admin]);
+    let (code, out) = s.gw.explain(&["--path", "/api/admin/x", "--token", &admin]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("route: ok: \"admin\" (upstream users, auth required)"),
@@ -214,31 +199,28 @@ fn explain_walks_one_request_through_every_stage() {
     assert!(out.contains("authorize: ok"), "{out}");
     assert!(out.trim_end().ends_with("result: allowed"), "{out}");
 
-    let (code, out) = explain(
-        &s.gw,
-        &[
-            "--method",
-            "DELETE",
-            "--path",
-            "/api/users/1",
-            "--token",
-            &user,
-        ],
-    );
+    let (code, out) = s.gw.explain(&[
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/users/1",
+        "--token",
+        &user,
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("authorize: refused: 403 forbidden: the caller has none of the roles"),
         "{out}"
     );
 
-    let (code, out) = explain(&s.gw, &["--path", "/api/admin/x"]);
+    let (code, out) = s.gw.explain(&["--path", "/api/admin/x"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("authenticate: refused: 401 unauthorized"),
         "{out}"
     );
 
-    let (code, out) = explain(&s.gw, &["--path", "/nowhere"]);
+    let (code, out) = s.gw.explain(&["--path", "/nowhere"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("route: refused: 404 not_found"), "{out}");
 }

@@ -59,7 +59,7 @@ fn errors_name_yaml_path_and_line_and_exit_1() {
         ),
         (
             "routes:\n  - name: a\n    match: { path: /a, host: \"{tenant}.example.com\" }\n    upstream: users\n    auth: none\n",
-            "error: routes[0].match (line 6): tenant isolation ({tenant} in a route) is not supported by this build",
+            "error: routes[0].auth (line 8): a route that captures {tenant} admits only that tenant's callers",
         ),
     ];
     for (body, want) in cases {

@@ -21,6 +21,7 @@ pub struct Metrics {
     auth: IntCounterVec,
     jwks_refresh: IntCounterVec,
     jwks_keys: IntGaugeVec,
+    tenants: IntGaugeVec,
     ratelimit: IntCounterVec,
     redis_errors: IntCounter,
     evicted: IntCounter,
@@ -123,6 +124,14 @@ impl Metrics {
             &["provider"],
         )
         .expect("valid metric");
+        let tenants = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_tenants",
+                "Concrete issuers of a multi-tenant provider, by state (in_use, with_keys); tenants are counted, never named",
+            ),
+            &["provider", "state"],
+        )
+        .expect("valid metric");
         let ratelimit = IntCounterVec::new(
             Opts::new(
                 "tollgate_ratelimit_total",
@@ -149,6 +158,7 @@ impl Metrics {
             Box::new(auth.clone()),
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
+            Box::new(tenants.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(reloads.clone()),
@@ -169,6 +179,7 @@ impl Metrics {
             auth,
             jwks_refresh,
             jwks_keys,
+            tenants,
             ratelimit,
             redis_errors,
             evicted,
@@ -206,6 +217,24 @@ impl Metrics {
         self.jwks_keys
             .with_label_values(&[provider])
             .set(keys as i64);
+    }
+
+    /// One key fetch for a tenant's issuer of a multi-tenant provider (no key gauge: that
+    /// provider has keys per tenant, see `tollgate_tenants`).
+    pub fn jwks_refreshed(&self, provider: &str, result: &str) {
+        self.jwks_refresh
+            .with_label_values(&[provider, result])
+            .inc();
+    }
+
+    /// The concrete issuers of a multi-tenant provider: in use, and with keys now.
+    pub fn tenants(&self, provider: &str, in_use: usize, with_keys: usize) {
+        self.tenants
+            .with_label_values(&[provider, "in_use"])
+            .set(in_use as i64);
+        self.tenants
+            .with_label_values(&[provider, "with_keys"])
+            .set(with_keys as i64);
     }
 
     /// A provider with keys from a file or a secret.

@@ -13,6 +13,7 @@ use crate::api_keys::ApiKeys;
 use crate::claims::ClaimPath;
 use crate::keys::KeySet;
 use crate::remote::{Events, Location, Remote, Timing};
+use crate::tenants::{self, Allowed, Overlapping, Template, Tenants};
 use crate::token::parse_algorithm;
 use crate::verify::Rules;
 use crate::{Authenticator, Identity, Keys, Mapping, Provider, TokenCache};
@@ -41,6 +42,8 @@ pub const CACHE_ENTRIES: usize = 50_000;
 #[derive(PartialEq)]
 pub(crate) struct Fingerprint {
     issuer: String,
+    /// The tenants accepted and `max_tenants`, for a multi-tenant provider.
+    tenants: Option<(Allowed, usize)>,
     jwks_uri: Option<String>,
     tls: Option<tollgate_config::ClientTls>,
     timing: Timing,
@@ -80,6 +83,7 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
 
     let mut providers = Vec::new();
     let mut by_issuer = HashMap::new();
+    let mut templates = Vec::new();
     let mut names = HashSet::new();
     for (i, config) in auth.providers.iter().enumerate() {
         let at = format!("auth.providers[{i}]");
@@ -98,29 +102,45 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
         if config.issuer.is_empty() {
             report.error(format!("{at}.issuer"), "must not be empty");
         }
-        if config.tenants.is_some()
-            || config.max_tenants.is_some()
-            || config.issuer.contains("{tenant}")
-        {
-            report.error(
-                &at,
-                "multi-tenant issuers are not supported by this build of tollgate yet",
-            );
-            continue;
-        }
-        if by_issuer
-            .insert(config.issuer.to_string(), providers.len())
-            .is_some()
-        {
+        let tenancy = match tenancy(config, &at, report) {
+            Ok(t) => t,
+            Err(()) => continue,
+        };
+        // Two providers must never both claim one issuer: the later one is the error.
+        let claims_same = |earlier: &Provider| match (&tenancy, &earlier.tenancy) {
+            (None, None) => earlier.issuer == config.issuer.as_str(),
+            (Some((t, allowed)), None) => {
+                tenants::overlap(t, allowed, Overlapping::Literal(&earlier.issuer))
+            }
+            (None, Some((t, allowed))) => {
+                tenants::overlap(t, allowed, Overlapping::Literal(config.issuer.as_str()))
+            }
+            (Some((a, a_allowed)), Some((b, b_allowed))) => {
+                tenants::overlap(a, a_allowed, Overlapping::Template(b, b_allowed))
+            }
+        };
+        if let Some(earlier) = providers.iter().find(|p| claims_same(p)) {
+            let what = if tenancy.is_some() || earlier.tenancy.is_some() {
+                "could claim the same issuers as"
+            } else {
+                "has the same issuer as"
+            };
             report.error(
                 format!("{at}.issuer"),
                 format!(
-                    "another provider already has issuer {}",
-                    config.issuer.quoted()
+                    "provider {} {what} provider {}",
+                    config.name.quoted(),
+                    earlier.name
                 ),
             );
+            continue;
         }
-        if let Some(provider) = provider(config, &at, timing, clock_skew, report, &ctx) {
+        if tenancy.is_none() {
+            by_issuer.insert(config.issuer.to_string(), providers.len());
+        } else {
+            templates.push(providers.len());
+        }
+        if let Some(provider) = provider(config, tenancy, &at, timing, clock_skew, report, &ctx) {
             providers.push(provider);
         }
     }
@@ -136,14 +156,99 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
     Authenticator {
         providers,
         by_issuer,
+        templates,
         api_keys,
         cache,
         clock_skew: clock_skew.as_secs() as i64,
     }
 }
 
+/// A `{tenant}` template with its tenants, or `None` for a plain issuer; `Err` once reported.
+fn tenancy(
+    config: &ProviderConfig,
+    at: &str,
+    report: &mut Report<'_>,
+) -> Result<Option<(Template, Allowed)>, ()> {
+    let template = match Template::parse(config.issuer.as_str()) {
+        Ok(t) => t,
+        Err(e) => {
+            report.error(format!("{at}.issuer"), e);
+            return Err(());
+        }
+    };
+    let Some(template) = template else {
+        if config.tenants.is_some() || config.max_tenants.is_some() {
+            report.error(
+                format!("{at}.tenants"),
+                "tenants and max_tenants need an issuer with {tenant}",
+            );
+            return Err(());
+        }
+        return Ok(None);
+    };
+    let allowed = match &config.tenants {
+        None => {
+            report.error(
+                format!("{at}.tenants"),
+                "an issuer with {tenant} needs tenants: [names] or tenants: any",
+            );
+            return Err(());
+        }
+        Some(tollgate_config::Tenants::Keyword(k)) if k.as_str() == "any" => Allowed::Any,
+        Some(tollgate_config::Tenants::Keyword(k)) => {
+            report.error(
+                format!("{at}.tenants"),
+                format!("expected a list of tenants or any, not {}", k.quoted()),
+            );
+            return Err(());
+        }
+        Some(tollgate_config::Tenants::List(list)) => {
+            let mut names = HashSet::new();
+            for (j, name) in list.iter().enumerate() {
+                if !tenants::valid_tenant(name) {
+                    report.error(
+                        format!("{at}.tenants[{j}]"),
+                        format!(
+                            "{} is not a tenant name (1 to {} letters, digits, - and _)",
+                            name.quoted(),
+                            tenants::MAX_TENANT_LEN
+                        ),
+                    );
+                } else if !names.insert(name.to_string()) {
+                    report.error(
+                        format!("{at}.tenants[{j}]"),
+                        format!("duplicate tenant {}", name.quoted()),
+                    );
+                }
+            }
+            if list.is_empty() {
+                report.error(format!("{at}.tenants"), "list at least one tenant (or any)");
+                return Err(());
+            }
+            Allowed::List(names)
+        }
+    };
+    match (config.max_tenants, &allowed) {
+        (Some(0), _) => {
+            report.error(format!("{at}.max_tenants"), "must be at least 1");
+            return Err(());
+        }
+        (Some(max), Allowed::List(list)) if max < list.len() => {
+            report.error(
+                format!("{at}.max_tenants"),
+                format!("{max} is fewer than the {} tenants listed", list.len()),
+            );
+            return Err(());
+        }
+        _ => {}
+    }
+    Ok(Some((template, allowed)))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn provider(
     config: &ProviderConfig,
+    tenancy: Option<(Template, Allowed)>,
     at: &str,
     timing: Timing,
     clock_skew: Duration,
@@ -215,8 +320,13 @@ fn provider(
         format!("{rules:?} {mapping:?} {}", config.issuer.as_str()).hash(&mut h);
         h.finish()
     };
+    let max_tenants = match &tenancy {
+        Some((_, Allowed::List(list))) => config.max_tenants.unwrap_or(list.len()),
+        _ => config.max_tenants.unwrap_or(tenants::DEFAULT_MAX_TENANTS),
+    };
     let fingerprint = Fingerprint {
         issuer: config.issuer.to_string(),
+        tenants: tenancy.as_ref().map(|(_, a)| (a.clone(), max_tenants)),
         jwks_uri: config.jwks_uri.as_ref().map(|u| u.to_string()),
         tls: config.tls.clone(),
         timing,
@@ -261,6 +371,55 @@ fn provider(
             tracing::warn!(provider = %name, "the HMAC secret is shorter than 32 bytes: easy to guess offline");
         }
         Keys::Static(Arc::new(KeySet::from_secret(secret.as_bytes())))
+    } else if let Some((template, allowed)) = tenancy.as_ref().filter(|_| {
+        config
+            .jwks_uri
+            .as_ref()
+            .is_none_or(|u| u.contains(tenants::PLACEHOLDER))
+    }) {
+        // Keys of each tenant's own: discovery per concrete issuer, or `jwks_uri` with
+        // `{tenant}`.
+        let source = match &config.jwks_uri {
+            Some(uri) if uri.starts_with("https://") || uri.starts_with("http://") => {
+                tenants::KeySource::JwksUri(uri.to_string())
+            }
+            Some(_) => {
+                return error(
+                    report,
+                    format!("{at}.jwks_uri"),
+                    "must be an http:// or https:// URL".into(),
+                )
+            }
+            None => tenants::KeySource::Discovery,
+        };
+        let client = client(config, at, report)?;
+        let previous = ctx.previous.and_then(|p| {
+            p.providers.iter().find_map(|old| match &old.keys {
+                Keys::PerTenant(t) if *old.name == *name => Some((old, t.clone())),
+                _ => None,
+            })
+        });
+        match (previous, ctx.runtime) {
+            (Some((old, tenants)), _) if old.fingerprint == fingerprint => Keys::PerTenant(tenants),
+            (previous, Some(runtime)) => {
+                let factory = tenants::Factory {
+                    provider: name.clone(),
+                    template: template.clone(),
+                    source,
+                    timing,
+                    client,
+                    runtime: runtime.clone(),
+                    events: ctx.events.clone(),
+                };
+                Keys::PerTenant(Arc::new(Tenants::new(
+                    allowed.clone(),
+                    max_tenants,
+                    factory,
+                    previous.as_ref().map(|(_, t)| t.as_ref()),
+                )))
+            }
+            (_, None) => Keys::Pending,
+        }
     } else {
         let location = match &config.jwks_uri {
             Some(uri) => {
@@ -311,6 +470,7 @@ fn provider(
     Some(Provider {
         name,
         issuer: config.issuer.to_string(),
+        tenancy,
         rules,
         mapping,
         keys,
@@ -519,8 +679,18 @@ fn api_keys(
                 .map(|p| p.strings(&claims))
                 .unwrap_or_default()
         };
+        if let Some(tenant) = key.tenant.as_ref().filter(|t| !tenants::valid_tenant(t)) {
+            report.error(
+                format!("{at}.tenant"),
+                format!(
+                    "{} is not a tenant name (letters, digits, - and _)",
+                    tenant.quoted()
+                ),
+            );
+        }
         let identity = Identity {
             provider: crate::API_KEY.into(),
+            tenant: key.tenant.as_ref().map(|t| Arc::from(t.as_str())),
             subject: Some(subject),
             client: Some(key.id.to_string()),
             roles: strings("roles"),

@@ -12,6 +12,7 @@ mod build;
 pub mod claims;
 pub mod keys;
 pub mod remote;
+pub mod tenants;
 pub mod token;
 pub mod verify;
 
@@ -27,6 +28,7 @@ pub use build::{build, Context};
 use claims::ClaimPath;
 use keys::KeySet;
 use remote::{Current, Remote};
+use tenants::{Allowed, Refusal, Template, Tenants};
 use token::Token;
 use verify::{Failure, Rules};
 
@@ -38,6 +40,8 @@ pub const API_KEY: &str = "api_key";
 pub struct Identity {
     /// The provider's name, or `api_key`.
     pub provider: Arc<str>,
+    /// `$tenant`: from a multi-tenant provider's issuer, or an API key's `tenant`.
+    pub tenant: Option<Arc<str>>,
     pub subject: Option<String>,
     pub client: Option<String>,
     pub roles: Vec<String>,
@@ -147,10 +151,12 @@ pub fn credentials<'a>(
     }
 }
 
-/// One configured issuer.
+/// One configured issuer, or a template of issuers (one per tenant).
 pub struct Provider {
     pub name: Arc<str>,
     pub issuer: String,
+    /// For a multi-tenant provider: the `{tenant}` template and the tenants accepted.
+    pub tenancy: Option<(Template, Allowed)>,
     rules: Rules,
     mapping: Mapping,
     keys: Keys,
@@ -174,6 +180,8 @@ enum Keys {
     /// `jwks_file`, `public_key_file` or `secret`: read at load (and at every reload).
     Static(Arc<KeySet>),
     Remote(Arc<Remote>),
+    /// Each tenant's issuer has keys of its own (discovery, or `jwks_uri` with `{tenant}`).
+    PerTenant(Arc<Tenants>),
     /// A remote source in a config that is only checked (`tollgate validate`): never fetched.
     Pending,
 }
@@ -184,7 +192,16 @@ impl Provider {
         match &self.keys {
             Keys::Static(_) => true,
             Keys::Remote(r) => matches!(r.current(), Current::Keys(_)),
+            Keys::PerTenant(t) => t.waiting().is_empty(),
             Keys::Pending => false,
+        }
+    }
+
+    /// The concrete issuers of a multi-tenant provider with keys per tenant.
+    pub fn tenants(&self) -> Option<&Tenants> {
+        match &self.keys {
+            Keys::PerTenant(t) => Some(t),
+            _ => None,
         }
     }
 
@@ -198,13 +215,24 @@ impl Provider {
 
     /// Why it is not ready, if it is not (`/readyz`).
     pub fn waiting_for(&self) -> Option<String> {
+        if let Keys::PerTenant(t) = &self.keys {
+            let waiting = t.waiting();
+            return (!waiting.is_empty()).then(|| {
+                format!(
+                    "provider {}: no keys yet for tenants {}",
+                    self.name,
+                    waiting.join(", ")
+                )
+            });
+        }
         (!self.ready()).then(|| format!("provider {}: no keys yet", self.name))
     }
 
-    fn identity(&self, claims: Map<String, Value>) -> Identity {
+    fn identity(&self, claims: Map<String, Value>, tenant: Option<&str>) -> Identity {
         let first = |paths: &[ClaimPath]| paths.iter().find_map(|p| p.string(&claims));
         Identity {
             provider: self.name.clone(),
+            tenant: tenant.map(Arc::from),
             subject: self.mapping.subject.string(&claims),
             client: first(&self.mapping.client),
             roles: self
@@ -276,6 +304,8 @@ impl TokenCache {
 pub struct Authenticator {
     providers: Vec<Provider>,
     by_issuer: HashMap<String, usize>,
+    /// The multi-tenant providers, tried after the exact issuers.
+    templates: Vec<usize>,
     api_keys: Option<api_keys::ApiKeys>,
     cache: Arc<TokenCache>,
     clock_skew: i64,
@@ -319,6 +349,19 @@ impl Authenticator {
         }
     }
 
+    /// The provider of an issuer: an exact one, else the multi-tenant provider whose template
+    /// it fits (at most one can: overlapping providers are a config error), with the tenant.
+    fn provider_of<'t>(&self, iss: &'t str) -> Option<(&Provider, Option<&'t str>)> {
+        if let Some(&i) = self.by_issuer.get(iss) {
+            return Some((&self.providers[i], None));
+        }
+        self.templates.iter().find_map(|&i| {
+            let provider = &self.providers[i];
+            let (template, _) = provider.tenancy.as_ref()?;
+            template.tenant_of(iss).map(|t| (provider, Some(t)))
+        })
+    }
+
     async fn bearer(&self, text: &str, now: i64) -> Result<Arc<Identity>, AuthError> {
         let digest = sha256(text.as_bytes());
         if let Some(hit) = self.cached(&digest, now) {
@@ -326,9 +369,13 @@ impl Authenticator {
         }
         let token = Token::parse(text).map_err(|e| AuthError::invalid(e, None))?;
         // The issuer by the unverified `iss`, exactly; its keys are the only ones tried.
-        let Some(provider) = self.by_issuer.get(&token.iss).map(|&i| &self.providers[i]) else {
-            return Err(AuthError::invalid("token issuer is not accepted", None));
-        };
+        let not_accepted = || AuthError::invalid("token issuer is not accepted", None);
+        let (provider, tenant) = self.provider_of(&token.iss).ok_or_else(not_accepted)?;
+        if let (Some((_, allowed)), Some(t)) = (&provider.tenancy, tenant) {
+            if !allowed.contains(t) {
+                return Err(not_accepted());
+            }
+        }
         let invalid = |e: &'static str| AuthError::invalid(e, Some(&provider.name));
         let verified = match &provider.keys {
             Keys::Static(keys) => {
@@ -337,31 +384,19 @@ impl Authenticator {
                     Failure::Invalid(e) => invalid(e),
                 })?
             }
-            Keys::Remote(remote) => {
-                let keys = current(remote, provider)?;
-                match verify::verify(&token, &keys, &provider.rules, now) {
-                    Err(Failure::UnknownKey) => {
-                        // Perhaps the issuer rotated its keys: fetch them again (once, for all
-                        // waiting requests) and try this token once more.
-                        remote.refetch().await;
-                        let keys = current(remote, provider)?;
-                        verify::verify(&token, &keys, &provider.rules, now).map_err(
-                            |f| match f {
-                                Failure::UnknownKey => {
-                                    invalid("no key of this issuer matches the token")
-                                }
-                                Failure::Invalid(e) => invalid(e),
-                            },
-                        )?
-                    }
-                    Err(Failure::Invalid(e)) => return Err(invalid(e)),
-                    Ok(v) => v,
-                }
+            Keys::Remote(remote) => verify_remote(remote, &token, provider, now).await?,
+            Keys::PerTenant(tenants) => {
+                let tenant = tenant.ok_or_else(not_accepted)?;
+                let remote = tenants.remote(tenant).await.map_err(|r| match r {
+                    Refusal::Unknown => not_accepted(),
+                    Refusal::Outage(retry) => unavailable(provider, retry),
+                })?;
+                verify_remote(&remote, &token, provider, now).await?
             }
             Keys::Pending => return Err(unavailable(provider, 1)),
         };
         let kid = token.kid.clone();
-        let identity = Arc::new(provider.identity(token.claims));
+        let identity = Arc::new(provider.identity(token.claims, tenant));
         self.cache.insert(
             digest,
             Cached {
@@ -385,12 +420,21 @@ impl Authenticator {
             .providers
             .iter()
             .find(|p| p.name == entry.identity.provider && p.policy == entry.policy)?;
+        let has_key = |keys: Option<Arc<KeySet>>| {
+            keys.is_some_and(|k| k.contains(entry.kid.as_deref(), entry.key_serial))
+        };
         let still_there = match &provider.keys {
             Keys::Static(keys) => keys.contains(entry.kid.as_deref(), entry.key_serial),
-            Keys::Remote(remote) => match remote.current() {
-                Current::Keys(keys) => keys.contains(entry.kid.as_deref(), entry.key_serial),
-                Current::Unavailable { .. } => false,
-            },
+            Keys::Remote(remote) => has_key(remote.keys()),
+            // Only while the tenant's issuer is in use: an evicted one is looked up again.
+            Keys::PerTenant(tenants) => has_key(
+                entry
+                    .identity
+                    .tenant
+                    .as_deref()
+                    .and_then(|t| tenants.existing(t))
+                    .and_then(|r| r.keys()),
+            ),
             Keys::Pending => false,
         };
         if !still_there {
@@ -401,6 +445,32 @@ impl Authenticator {
                 .map(|()| entry.identity.clone())
                 .map_err(|e| AuthError::invalid(e, Some(&provider.name))),
         )
+    }
+}
+
+/// Verifies with an issuer's remote keys; an unknown `kid` makes the keys be fetched again
+/// (once, for all waiting requests) and the token tried once more.
+async fn verify_remote(
+    remote: &Arc<Remote>,
+    token: &Token<'_>,
+    provider: &Provider,
+    now: i64,
+) -> Result<verify::Verified, AuthError> {
+    let invalid = |f: Failure| {
+        let e = match f {
+            Failure::UnknownKey => "no key of this issuer matches the token",
+            Failure::Invalid(e) => e,
+        };
+        AuthError::invalid(e, Some(&provider.name))
+    };
+    let keys = current(remote, provider)?;
+    match verify::verify(token, &keys, &provider.rules, now) {
+        Err(Failure::UnknownKey) => {
+            remote.refetch().await;
+            let keys = current(remote, provider)?;
+            verify::verify(token, &keys, &provider.rules, now).map_err(invalid)
+        }
+        other => other.map_err(invalid),
     }
 }
 

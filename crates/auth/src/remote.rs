@@ -44,6 +44,12 @@ pub struct Timing {
 pub trait Events: Send + Sync {
     /// `result`: `ok` or `error`; `keys`: the keys usable after it.
     fn fetched(&self, provider: &str, result: &'static str, keys: usize);
+
+    /// A fetch for one tenant's issuer of a multi-tenant provider (its keys are not one
+    /// provider-wide number).
+    fn tenant_fetched(&self, provider: &str, result: &'static str) {
+        let _ = (provider, result);
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +63,8 @@ struct Snapshot {
 
 pub struct Remote {
     provider: Arc<str>,
+    /// For one tenant's issuer of a multi-tenant provider (logs only).
+    tenant: Option<Arc<str>>,
     location: Location,
     timing: Timing,
     client: reqwest::Client,
@@ -81,6 +89,16 @@ pub enum Current {
     },
 }
 
+/// The outcome of a first fetch for an issuer that may not exist ([`Remote::probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Found,
+    /// 404, or a discovery document for another issuer: there is no such issuer.
+    NotFound,
+    /// Cannot connect, a timeout, 5xx, a bad document: the issuer may be down.
+    Outage,
+}
+
 impl Remote {
     /// Starts the lifecycle: the first fetch begins at once on `runtime`.
     pub fn start(
@@ -91,8 +109,24 @@ impl Remote {
         runtime: Handle,
         events: Arc<dyn Events>,
     ) -> Arc<Remote> {
-        let remote = Arc::new(Remote {
+        let remote = Remote::new(provider, None, location, timing, client, runtime, events);
+        remote.spawn(true);
+        remote
+    }
+
+    /// The lifecycle without its background task: [`Remote::spawn`] starts it.
+    pub fn new(
+        provider: Arc<str>,
+        tenant: Option<Arc<str>>,
+        location: Location,
+        timing: Timing,
+        client: reqwest::Client,
+        runtime: Handle,
+        events: Arc<dyn Events>,
+    ) -> Arc<Remote> {
+        Arc::new(Remote {
             provider,
+            tenant,
             location,
             timing,
             client,
@@ -105,12 +139,35 @@ impl Remote {
             runtime: runtime.clone(),
             events,
             task: std::sync::Mutex::new(None),
-        });
-        let task = runtime.spawn(background(Arc::downgrade(&remote)));
-        if let Ok(mut slot) = remote.task.lock() {
+        })
+    }
+
+    /// The background refresh: fetching at once (`fetch_first`), or first after one
+    /// `refresh_interval` (the keys were just fetched by [`Remote::probe`]).
+    pub fn spawn(self: &Arc<Self>, fetch_first: bool) {
+        let task = self
+            .runtime
+            .spawn(background(Arc::downgrade(self), fetch_first));
+        if let Ok(mut slot) = self.task.lock() {
             *slot = Some(task);
         }
-        remote
+    }
+
+    /// One fetch now, for an issuer that may not exist; its keys are kept if found.
+    pub async fn probe(self: &Arc<Self>) -> Probe {
+        let this = self.clone();
+        self.runtime
+            .spawn(async move { this.fetch_and_store().await })
+            .await
+            .unwrap_or(Probe::Outage)
+    }
+
+    /// The keys usable now, if any.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        match self.current() {
+            Current::Keys(keys) => Some(keys),
+            Current::Unavailable { .. } => None,
+        }
     }
 
     pub fn location(&self) -> &Location {
@@ -159,46 +216,55 @@ impl Remote {
     }
 
     /// One fetch; its outcome replaces the keys (success) or ages them (failure).
-    async fn fetch_and_store(&self) -> bool {
+    async fn fetch_and_store(&self) -> Probe {
         let _one_at_a_time = self.fetching.lock().await;
         let result = fetch(&self.client, &self.location).await;
         let previous = self.state.load();
         let now = Instant::now();
         match result {
             Ok((keys, skipped)) => {
+                let tenant = self.tenant.as_deref().unwrap_or("");
                 if skipped > 0 {
-                    tracing::warn!(provider = %self.provider, skipped, "JWKS: keys skipped (malformed, unsupported or not for signing)");
+                    tracing::warn!(provider = %self.provider, tenant, skipped, "JWKS: keys skipped (malformed, unsupported or not for signing)");
                 }
-                tracing::info!(provider = %self.provider, keys = keys.len(), "JWKS fetched");
-                self.events.fetched(&self.provider, "ok", keys.len());
+                tracing::info!(provider = %self.provider, tenant, keys = keys.len(), "JWKS fetched");
+                self.report("ok", keys.len());
                 self.state.store(Arc::new(Snapshot {
                     keys: Some(Arc::new(keys)),
                     good_at: Some(now),
                     next_attempt: None,
                 }));
-                true
+                Probe::Found
             }
             Err(e) => {
+                let tenant = self.tenant.as_deref().unwrap_or("");
                 let stale = previous
                     .good_at
                     .is_none_or(|at| now.duration_since(at) > self.timing.max_stale);
                 let keys = if stale { None } else { previous.keys.clone() };
                 if stale && previous.keys.is_some() {
-                    tracing::error!(provider = %self.provider, "JWKS: keys dropped, older than max_stale");
+                    tracing::error!(provider = %self.provider, tenant, "JWKS: keys dropped, older than max_stale");
                 }
-                tracing::warn!(provider = %self.provider, error = %e, "JWKS fetch failed");
-                self.events.fetched(
-                    &self.provider,
-                    "error",
-                    keys.as_ref().map_or(0, |k| k.len()),
-                );
+                tracing::warn!(provider = %self.provider, tenant, error = %e.message, "JWKS fetch failed");
+                self.report("error", keys.as_ref().map_or(0, |k| k.len()));
                 self.state.store(Arc::new(Snapshot {
                     keys,
                     good_at: previous.good_at,
                     next_attempt: previous.next_attempt,
                 }));
-                false
+                if e.not_found {
+                    Probe::NotFound
+                } else {
+                    Probe::Outage
+                }
             }
+        }
+    }
+
+    fn report(&self, result: &'static str, keys: usize) {
+        match self.tenant {
+            Some(_) => self.events.tenant_fetched(&self.provider, result),
+            None => self.events.fetched(&self.provider, result, keys),
         }
     }
 
@@ -229,11 +295,18 @@ impl Drop for Remote {
 /// Fetch at start, then every `refresh_interval` (±10% jitter, so that many gateways do not
 /// call the IdP in step); after a failure, again after 1 s, 2 s, 4 s ... at most 10 s (and
 /// never later than the next regular refresh).
-async fn background(remote: Weak<Remote>) {
+async fn background(remote: Weak<Remote>, fetch_first: bool) {
     let mut backoff = Duration::from_secs(1);
+    if !fetch_first {
+        let Some(refresh) = remote.upgrade().map(|r| r.timing.refresh_interval) else {
+            return;
+        };
+        let jitter = rand::rng().random_range(0.9..=1.1);
+        tokio::time::sleep(refresh.mul_f64(jitter)).await;
+    }
     loop {
         let Some(this) = remote.upgrade() else { return };
-        let ok = this.fetch_and_store().await;
+        let ok = this.fetch_and_store().await == Probe::Found;
         let refresh = this.timing.refresh_interval;
         let wait = if ok {
             backoff = Duration::from_secs(1);
@@ -252,7 +325,26 @@ async fn background(remote: Weak<Remote>) {
     }
 }
 
-async fn fetch(client: &reqwest::Client, location: &Location) -> Result<(KeySet, usize), String> {
+/// Why a fetch failed.
+struct FetchError {
+    message: String,
+    /// The issuer does not exist there (404, or discovery names another issuer).
+    not_found: bool,
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> FetchError {
+        FetchError {
+            message,
+            not_found: false,
+        }
+    }
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    location: &Location,
+) -> Result<(KeySet, usize), FetchError> {
     let jwks_uri = match location {
         Location::JwksUri(uri) => uri.clone(),
         Location::Discovery { issuer } => {
@@ -266,7 +358,10 @@ async fn fetch(client: &reqwest::Client, location: &Location) -> Result<(KeySet,
             // OpenID Connect Discovery §4.3: the document must name the issuer it was fetched
             // for, or its keys could be another issuer's.
             if doc.get("issuer").and_then(|i| i.as_str()) != Some(issuer.as_str()) {
-                return Err(format!("discovery document at {url} names another issuer"));
+                return Err(FetchError {
+                    message: format!("discovery document at {url} names another issuer"),
+                    not_found: true,
+                });
             }
             doc.get("jwks_uri")
                 .and_then(|u| u.as_str())
@@ -276,12 +371,12 @@ async fn fetch(client: &reqwest::Client, location: &Location) -> Result<(KeySet,
         }
     };
     let body = get(client, &jwks_uri).await?;
-    KeySet::from_jwks(&body).map_err(|e| format!("{jwks_uri}: {e}"))
+    KeySet::from_jwks(&body).map_err(|e| format!("{jwks_uri}: {e}").into())
 }
 
 /// A GET with a size cap; redirects are not followed (the client is built that way), and any
 /// status but 200 is a failure.
-async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
     let mut response = client
         .get(url)
         .header("accept", "application/json")
@@ -289,13 +384,16 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
         .await
         .map_err(|e| format!("{url}: {}", without_url(&e)))?;
     if response.status() != reqwest::StatusCode::OK {
-        return Err(format!("{url}: HTTP {}", response.status().as_u16()));
+        return Err(FetchError {
+            message: format!("{url}: HTTP {}", response.status().as_u16()),
+            not_found: response.status() == reqwest::StatusCode::NOT_FOUND,
+        });
     }
     if response
         .content_length()
         .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
     {
-        return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
+        return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
@@ -304,7 +402,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{url}: {}", without_url(&e)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
+            return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
         }
         body.extend_from_slice(&chunk);
     }

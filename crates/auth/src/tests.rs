@@ -359,8 +359,36 @@ fn config_problems_name_their_path() {
             "auth.providers[1].name",
         ),
         (
-            "    - { name: a, issuer: 'https://{tenant}.a', tenants: any }",
-            "auth.providers[0]",
+            "    - { name: a, issuer: 'https://{tenant}.a' }",
+            "auth.providers[0].tenants",
+        ),
+        (
+            "    - { name: a, issuer: 'https://a/r-{tenant}', tenants: any }",
+            "auth.providers[0].issuer",
+        ),
+        (
+            "    - { name: a, issuer: 'https://a/{tenant}', tenants: [ok, 'b.c'] }",
+            "auth.providers[0].tenants[1]",
+        ),
+        (
+            "    - { name: a, issuer: 'https://a/{tenant}', tenants: [xa, yb], max_tenants: 1 }",
+            "auth.providers[0].max_tenants",
+        ),
+        (
+            "    - { name: a, issuer: 'https://a/{tenant}', tenants: some }",
+            "auth.providers[0].tenants",
+        ),
+        (
+            "    - { name: a, issuer: https://a/main, tenants: any }",
+            "auth.providers[0].tenants",
+        ),
+        (
+            "    - { name: a, issuer: https://a/main }\n    - { name: b, issuer: 'https://a/{tenant}', tenants: any }",
+            "auth.providers[1].issuer",
+        ),
+        (
+            "    - { name: a, issuer: 'https://a/{tenant}', tenants: [x] }\n    - { name: b, issuer: 'https://a/{tenant}', tenants: [yb, x] }",
+            "auth.providers[1].issuer",
         ),
     ];
     for (providers, path) in cases {
@@ -452,4 +480,42 @@ fn max_stale_shorter_than_a_refresh_is_an_error() {
         e.contains("error: auth.jwks.max_stale (line 2): must be at least refresh_interval"),
         "{e}"
     );
+}
+
+#[test]
+fn a_template_provider_names_the_tenant_and_accepts_only_its_tenants() {
+    let auth = authenticator(&format!(
+        "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.example, secret: {SECRET} }}\n    - {{ name: kc, issuer: 'https://kc.example/realms/{{tenant}}', tenants: [acme, globex], secret: {SECRET} }}"
+    ))
+    .unwrap();
+    let token = |iss: &str| {
+        let mut c = claims();
+        c["iss"] = json!(iss);
+        hs256(&c)
+    };
+    let acme = check(&auth, &token("https://kc.example/realms/acme")).unwrap();
+    assert_eq!(&*acme.provider, "kc");
+    assert_eq!(acme.tenant.as_deref(), Some("acme"));
+    // A cache hit keeps the tenant.
+    let again = check(&auth, &token("https://kc.example/realms/acme")).unwrap();
+    assert_eq!(again.tenant.as_deref(), Some("acme"));
+    let plain = check(&auth, &token("https://hs.example")).unwrap();
+    assert_eq!(
+        plain.tenant, None,
+        "a provider without a template has no tenant"
+    );
+    for refused in [
+        "https://kc.example/realms/initech",
+        "https://kc.example/realms/acme/",
+        "https://kc.example/realms/x/../acme",
+        "https://kc.example/realms/acme%2F..%2Fglobex",
+        "https://kc.example/realms/",
+    ] {
+        let e = check(&auth, &token(refused)).unwrap_err();
+        assert_eq!(
+            (e.status, &*e.description),
+            (401, "token issuer is not accepted"),
+            "{refused}"
+        );
+    }
 }

@@ -124,6 +124,7 @@ mod tests {
         };
         Identity {
             provider: Arc::from("p"),
+            tenant: None,
             subject: Some("s".into()),
             client: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),

@@ -42,6 +42,8 @@ pub enum Key {
     ApiKey,
     /// A claim's value; without it, the client IP.
     Claim(ClaimPath),
+    /// The caller's tenant (all users of one customer share it); without one, the client IP.
+    Tenant,
 }
 
 pub struct Tier {
@@ -116,13 +118,7 @@ impl Policy {
             "client" => Key::Client,
             "ip" => Key::Ip,
             "api_key" => Key::ApiKey,
-            "tenant" => {
-                report.error(
-                    format!("{at}.key"),
-                    "key: tenant needs multi-tenant issuers, which this build does not have yet",
-                );
-                return None;
-            }
+            "tenant" => Key::Tenant,
             other => match other.strip_prefix("claim:").map(ClaimPath::parse) {
                 Some(Ok(path)) => Key::Claim(path),
                 Some(Err(e)) => {
@@ -248,6 +244,10 @@ impl Policy {
                 (tollgate_auth::API_KEY, Some(key_id)) => format!("key:{key_id}"),
                 _ => ip(),
             },
+            Key::Tenant => id
+                .tenant
+                .as_ref()
+                .map_or_else(ip, |t| format!("tenant:{t}")),
             Key::Claim(path) => match path.lookup(&id.claims) {
                 Some(serde_json::Value::String(s)) if s.is_empty() => ip(),
                 Some(serde_json::Value::String(s)) => format!("claim:{s}"),

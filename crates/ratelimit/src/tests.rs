@@ -41,6 +41,7 @@ fn identity(sub: &str, plan: &str) -> Identity {
     };
     Identity {
         provider: Arc::from("kc"),
+        tenant: None,
         subject: Some(sub.into()),
         client: None,
         roles: vec![],
@@ -121,7 +122,6 @@ fn config_problems() {
         ("    key: nope\n    tiers:\n      - { name: a, limit: 1/s }", "unknown key \"nope\""),
         ("    key: subject\n    tiers:\n      - { name: a, when: 'Equals(`plan`', limit: 1/s }", "rate_limits.p.tiers[0].when (line 5): expected ','"),
         ("    key: subject\n    tiers:\n      - { name: a, limit: unlimited, burst: 3 }", "an unlimited tier has no burst"),
-        ("    key: tenant\n    tiers:\n      - { name: a, limit: 1/s }", "key: tenant needs multi-tenant issuers"),
         ("    key: ip\n    tiers:\n      - { name: \"a}b\", limit: 1/s }", "a tier name cannot contain { or }"),
     ];
     for (yaml, expected) in cases {
@@ -151,4 +151,34 @@ fn memory_stays_bounded() {
     // The eviction ran on a blocking thread of the test's runtime, done once `block` returned.
     assert!(bucket.take_evicted() > 0);
     assert!(bucket.len() < MAX_KEYS, "{}", bucket.len());
+}
+
+#[test]
+fn a_tenant_key_is_shared_by_the_users_of_one_tenant() {
+    let p = policy("    key: tenant\n    tiers:\n      - { name: org, limit: 2/minute }").unwrap();
+    let member = |sub: &str, tenant: &str| Identity {
+        tenant: Some(Arc::from(tenant)),
+        ..identity(sub, "x")
+    };
+    let (alice, bob, carol) = (
+        member("alice", "acme"),
+        member("bob", "acme"),
+        member("carol", "globex"),
+    );
+    let caller = |id| Caller {
+        identity: Some(id),
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    assert!(acquire(&p, &caller(&alice)).allowed());
+    assert!(acquire(&p, &caller(&bob)).allowed());
+    assert!(
+        !acquire(&p, &caller(&alice)).allowed(),
+        "acme's two requests are used up"
+    );
+    assert!(
+        acquire(&p, &caller(&carol)).allowed(),
+        "another tenant counts apart"
+    );
+    // Without a tenant, by client IP.
+    assert!(acquire(&p, &caller(&identity("dave", "x"))).allowed());
 }
