@@ -8,6 +8,7 @@ mod authn;
 mod authz;
 mod cors;
 mod deadline;
+mod demo;
 mod denial;
 mod explain;
 mod forwarded;
@@ -51,6 +52,19 @@ enum Command {
         /// Take over the listening sockets of a running tollgate (SIGQUIT graceful upgrade).
         #[arg(long)]
         upgrade: bool,
+        /// Reload when the config file changes, as on SIGHUP.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The embedded default: a demo issuer, an echo upstream and a built-in config, with
+    /// ready-to-paste `curl` lines; no files and no network beyond loopback.
+    Demo {
+        /// The gateway's port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The admin port on 127.0.0.1.
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
     },
     /// Check a config file fully; exit 0 if it is valid, 1 if not.
     Validate {
@@ -84,9 +98,20 @@ fn main() -> ExitCode {
             init_tracing("warn");
             validate(&config)
         }
-        Command::Run { config, upgrade } => {
+        Command::Run {
+            config,
+            upgrade,
+            watch,
+        } => {
             init_tracing("info");
-            server::run(config, upgrade)
+            server::run(config, upgrade, watch)
+        }
+        Command::Demo { port, admin_port } => {
+            init_tracing("warn");
+            demo::demo(&demo::Ports {
+                http: port,
+                admin: admin_port,
+            })
         }
         Command::Explain {
             config,

@@ -21,7 +21,8 @@ use crate::reload::Reloader;
 const DEFAULT_HTTP: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
-pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
+/// `watch`: also reload when the file changes (`run --watch`).
+pub fn run(path: PathBuf, upgrade: bool, watch: bool) -> ExitCode {
     let metrics = Arc::new(Metrics::new());
     let loaded = match tollgate_config::load(&path) {
         Ok(loaded) => loaded,
@@ -104,17 +105,29 @@ pub fn run(path: PathBuf, upgrade: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let reloader = Reloader {
+    let reloader = Arc::new(Reloader {
         path: path.clone(),
         gate: gate.clone(),
         metrics: metrics.clone(),
         runtime: background.handle().clone(),
         restart_only: crate::reload::restart_only(file),
-    };
+        last: std::sync::Mutex::new(None),
+    });
     if let Err(e) = reloader.on_sighup() {
         eprintln!("error: cannot install the SIGHUP handler: {e}");
         return ExitCode::FAILURE;
     }
+    let _watcher = if watch {
+        match reloader.watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("error: --watch: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
 
     // Local rate-limit buckets that are full again hold no information: drop them now and
     // then, so that memory follows the callers of the last minutes, not of all time.

@@ -127,27 +127,43 @@ impl Gateway {
 
     /// Like [`Gateway::start`] with these environment variables set for the process.
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
-        Gateway::try_start_env("", yaml, env)
+        Gateway::try_start_env("", yaml, env, &[])
+            .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
+    }
+
+    /// Like [`Gateway::start`] with `run --watch`: edits of the config file reload it.
+    pub fn start_watching(yaml: &str) -> Gateway {
+        Gateway::try_start_env("", yaml, &[], &["--watch"])
             .unwrap_or_else(|stderr| panic!("tollgate did not start:\n{stderr}"))
     }
 
     fn try_start_with_listen(listen: &str, yaml: &str) -> Result<Gateway, String> {
-        Gateway::try_start_env(listen, yaml, &[])
+        Gateway::try_start_env(listen, yaml, &[], &[])
     }
 
-    fn try_start_env(listen: &str, yaml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
+    fn try_start_env(
+        listen: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Gateway, String> {
         // A free port can be taken by another test between our probe and the gateway's bind:
         // then the gateway refuses to start ("cannot listen on"), and we try other ports.
         let mut attempt = 0;
         loop {
-            match Gateway::try_start_once(listen, yaml, env) {
+            match Gateway::try_start_once(listen, yaml, env, args) {
                 Err(stderr) if stderr.contains("cannot listen on") && attempt < 5 => attempt += 1,
                 result => return result,
             }
         }
     }
 
-    fn try_start_once(listen: &str, yaml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
+    fn try_start_once(
+        listen: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Gateway, String> {
         let extra_port = free_port();
         let listen = listen.replace("$PORT", &extra_port.to_string());
         let dir = temp_dir();
@@ -161,7 +177,9 @@ impl Gateway {
         config.push_str(yaml);
         std::fs::write(dir.join("tollgate.yaml"), config).unwrap();
         let child = Command::new(binary())
-            .args(["run", "-c"])
+            .arg("run")
+            .args(args)
+            .arg("-c")
             .arg(dir.join("tollgate.yaml"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -234,15 +252,27 @@ impl Gateway {
         self.dir.join("tollgate.yaml")
     }
 
-    /// Replaces the config's body (the part after listen/admin/server) and sends SIGHUP.
+    /// Replaces the config's body (the part after listen/admin/server), written in place.
     pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(self.config_path(), self.with_head(yaml)).unwrap();
+    }
+
+    /// Like [`Gateway::rewrite_config`], as many editors save: a new file renamed over the
+    /// old one.
+    pub fn replace_config(&self, yaml: &str) {
+        let tmp = self.dir.join(".tollgate.yaml.swp");
+        std::fs::write(&tmp, self.with_head(yaml)).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    fn with_head(&self, yaml: &str) -> String {
         let current = std::fs::read_to_string(self.config_path()).unwrap();
         let head: String = current
             .lines()
             .take_while(|l| !l.starts_with("upstreams:") && !l.starts_with("routes:"))
             .map(|l| format!("{l}\n"))
             .collect();
-        std::fs::write(self.config_path(), format!("{head}{yaml}")).unwrap();
+        format!("{head}{yaml}")
     }
 
     pub fn signal(&self, sig: &str) {
@@ -321,6 +351,18 @@ impl Gateway {
     /// Sends raw request bytes on a new connection.
     pub fn send(&self, raw: &str) -> Response {
         Conn::open(self.http).request(raw.as_bytes())
+    }
+
+    /// A series' value from `/metrics` (`name{labels}` exactly as printed), if it exists.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = String::from_utf8(self.admin_get("/metrics").body).unwrap_or_default();
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// `tollgate explain` on this gateway's own config file: (exit code, stdout).

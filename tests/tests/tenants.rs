@@ -57,12 +57,6 @@ fn tenants_doc(gw: &Gateway) -> serde_json::Value {
     r.json()["providers"][0].clone()
 }
 
-fn metric(gw: &Gateway, series: &str) -> Option<f64> {
-    let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 /// A token for `issuer` whose signature is not one: enough to make the gateway look the
 /// issuer up.
 fn forged(issuer: &str) -> String {
@@ -125,10 +119,7 @@ fn listed_tenants_are_isolated_by_host_and_path_and_limited_per_tenant() {
     assert_eq!(issuers[0]["issuer"], idp.issuer_of("acme"));
     assert_eq!(issuers[0]["ready"], true);
     assert_eq!(
-        metric(
-            &gw,
-            "tollgate_tenants{provider=\"customers\",state=\"with_keys\"}"
-        ),
+        gw.metric("tollgate_tenants{provider=\"customers\",state=\"with_keys\"}"),
         Some(2.0)
     );
 
@@ -211,10 +202,7 @@ fn any_tenant_fetches_on_first_use_bounded_by_max_tenants_and_forgets_made_up_na
         .collect();
     assert_eq!(kept, ["globex", "initech"], "acme was used least recently");
     assert_eq!(
-        metric(
-            &gw,
-            "tollgate_tenants{provider=\"customers\",state=\"in_use\"}"
-        ),
+        gw.metric("tollgate_tenants{provider=\"customers\",state=\"in_use\"}"),
         Some(2.0)
     );
     // An evicted tenant comes back on its next use (with a fresh token: a cached verification

@@ -406,6 +406,7 @@ fn provider(
                     provider: name.clone(),
                     template: template.clone(),
                     source,
+                    tls: config.tls.clone(),
                     timing,
                     client,
                     runtime: runtime.clone(),

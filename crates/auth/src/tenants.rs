@@ -64,8 +64,8 @@ impl Template {
                 "{tenant} must be a whole path segment or host label of an http(s) URL".into(),
             );
         }
-        if prefix.ends_with("://") && suffix.is_empty() {
-            return Err("{tenant} cannot be the whole host".into());
+        if prefix.ends_with("://") && !suffix.starts_with('.') {
+            return Err("{tenant} cannot be the whole host: it is one label of it".into());
         }
         Ok(Some(Template {
             prefix: prefix.to_owned(),
@@ -196,6 +196,8 @@ pub struct Factory {
     pub provider: Arc<str>,
     pub template: Template,
     pub source: KeySource,
+    /// The provider's `tls`, which `client` was built with.
+    pub tls: Option<tollgate_config::ClientTls>,
     pub timing: Timing,
     pub client: reqwest::Client,
     pub runtime: tokio::runtime::Handle,
@@ -448,6 +450,7 @@ impl Factory {
         self.provider == other.provider
             && self.template == other.template
             && self.source == other.source
+            && self.tls == other.tls
             && self.timing == other.timing
     }
 }
@@ -502,6 +505,8 @@ mod tests {
             "https://kc/{tenant}/{tenant}",
             "{tenant}",
             "https://{tenant}",
+            "https://{tenant}/x",
+            "https://{tenant}:8443/",
         ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }

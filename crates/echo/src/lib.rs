@@ -1,11 +1,13 @@
 //! A small HTTP upstream that answers every request with what it received, as JSON:
 //! `{"server": NAME, "method": .., "uri": .., "headers": {..}, "body_bytes": N}`.
 //!
-//! Used by the end-to-end tests, the benchmark and the runnable example. Two request headers
+//! Used by the end-to-end tests, the benchmark, the runnable example and `tollgate demo`
+//! (which also serves its demo issuer's two documents with [`serve_documents`]). Two request headers
 //! steer it: `x-echo-status: 503` picks the status, `x-echo-delay-ms: 2000` waits first; a
 //! path `/echo-status/503` picks the status as well.
 #![deny(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,41 @@ pub async fn spawn(
     let local = listener.local_addr()?;
     let handle = tokio::spawn(serve(listener, name.to_owned()));
     Ok((local, handle))
+}
+
+/// Serves fixed JSON documents by path (404 for any other path) until the task is dropped.
+pub async fn serve_documents(listener: TcpListener, documents: HashMap<String, Bytes>) {
+    let documents = Arc::new(documents);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let documents = documents.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let found = documents.get(req.uri().path()).cloned();
+                async move {
+                    let (status, body) = match found {
+                        Some(body) => (StatusCode::OK, body),
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            Bytes::from_static(b"{\"error\":\"not_found\"}"),
+                        ),
+                    };
+                    let mut resp = Response::new(Full::new(body));
+                    *resp.status_mut() = status;
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 async fn answer(
