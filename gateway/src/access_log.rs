@@ -29,6 +29,8 @@ pub struct Entry {
     pub latency_ms: f64,
     #[serde(serialize_with = "header_text")]
     pub request_id: http::HeaderValue,
+    /// The W3C `traceparent`'s trace id, when the request carried a valid one.
+    pub trace_id: Option<String>,
 }
 
 fn method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {

@@ -20,6 +20,7 @@ mod proxy;
 mod reload;
 mod route;
 mod server;
+mod trace;
 mod upstream;
 
 use std::path::PathBuf;

@@ -40,6 +40,8 @@ pub struct RequestCtx {
     started: Instant,
     /// Built once, shared by the upstream request, the response and the access log.
     request_id: HeaderValue,
+    /// From a valid W3C `traceparent`, for the access log.
+    trace_id: Option<String>,
     grpc: bool,
     route: Option<usize>,
     upstream_uri: Option<String>,
@@ -171,6 +173,7 @@ impl ProxyHttp for Gateway {
             gate: self.gate.load_full(),
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
+            trace_id: None,
             grpc: false,
             route: None,
             upstream_uri: None,
@@ -193,6 +196,7 @@ impl ProxyHttp for Gateway {
         session.set_keepalive(Some(self.idle_timeout_secs));
         let req = session.req_header();
         ctx.request_id = request_id(req);
+        ctx.trace_id = crate::trace::trace_id(req);
         ctx.grpc = is_grpc(req);
         let peer = session
             .client_addr()
@@ -479,6 +483,7 @@ impl ProxyHttp for Gateway {
             }),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
             request_id: ctx.request_id.clone(),
+            trace_id: ctx.trace_id.take(),
         });
     }
 }

@@ -158,3 +158,31 @@ fn sigterm_finishes_requests_in_flight_then_exits_without_waiting_out_the_grace_
         "still accepting after shutdown"
     );
 }
+
+#[test]
+fn trace_context_passes_untouched_and_its_trace_id_is_logged() {
+    let u = Upstream::start("u");
+    let gw = gateway(&u);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    let r = gw.send(&format!("GET /things/1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-1\r\ntraceparent: {parent}\r\ntracestate: {state}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(r.status, 200);
+    let seen = &r.json()["headers"];
+    assert_eq!(
+        (&seen["traceparent"], &seen["tracestate"]),
+        (&serde_json::json!(parent), &serde_json::json!(state))
+    );
+    assert_eq!(
+        gw.access_log_line("trace-1")["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+
+    // A malformed one is still passed on as it came (not ours to fix), but not logged.
+    let bad = "00-not-a-trace-01";
+    let r = gw.send(&format!("GET /things/1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-2\r\ntraceparent: {bad}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(r.json()["headers"]["traceparent"], bad);
+    assert_eq!(
+        gw.access_log_line("trace-2")["trace_id"],
+        serde_json::Value::Null
+    );
+}
