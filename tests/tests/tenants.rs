@@ -31,6 +31,10 @@ fn config(idp: &Idp, up: &Upstream, tenants: &str) -> String {
       tenants: {tenants}
       audiences: [https://api.example.test]
       claims: {{ roles: realm_access.roles }}
+  api_keys:
+    keys:
+      - {{ id: acme-ci, key: acme-ci-key-0123456789, tenant: acme }}
+      - {{ id: plain-ci, key: plain-ci-key-0123456789 }}
 upstreams:
   u: {{ targets: ["{up}"] }}
 forward_headers:
@@ -92,6 +96,24 @@ fn listed_tenants_are_isolated_by_host_and_path_and_limited_per_tenant() {
     assert!(!String::from_utf8_lossy(&r.body).contains("acme"));
     assert_eq!(get(&gw, "t", "/t/globex/x", &globex).status, 200);
     assert_eq!(get(&gw, "t", "/t/globex/x", &acme).status, 403);
+
+    // An API key with a tenant is that tenant's caller; one without a tenant is no tenant's.
+    let with_key = |host: &str, key: &str| {
+        gw.send(&format!(
+            "GET /api/x HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
+        ))
+    };
+    let r = with_key("acme.api.test", "acme-ci-key-0123456789");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-tenant"], "acme");
+    assert_eq!(
+        with_key("globex.api.test", "acme-ci-key-0123456789").status,
+        403
+    );
+    assert_eq!(
+        with_key("acme.api.test", "plain-ci-key-0123456789").status,
+        403
+    );
 
     // A real realm of the same server, but not listed: 401 like any unknown issuer.
     let initech = idp.token_in("initech", ADMIN.0, ADMIN.1);
@@ -220,7 +242,9 @@ fn any_tenant_fetches_on_first_use_bounded_by_max_tenants_and_forgets_made_up_na
 fn a_key_rotation_in_one_tenant_leaves_the_others_alone() {
     let idp = Idp::tenants(&["acme", "globex"]);
     let up = Upstream::start("u");
-    let gw = Gateway::start(&config(&idp, &up, "[acme, globex]"));
+    // Keys from a jwks_uri with {tenant} this time, rather than by discovery.
+    let tenants = format!("[acme, globex]\n      jwks_uri: \"{}/jwks\"", idp.issuer);
+    let gw = Gateway::start(&config(&idp, &up, &tenants));
     wait_until(Duration::from_secs(20), "both tenants have keys", || {
         gw.admin_get("/readyz").status == 200
     });
@@ -242,5 +266,10 @@ fn a_key_rotation_in_one_tenant_leaves_the_others_alone() {
         idp.stats()["globex"]["jwks"],
         globex_fetches,
         "globex's keys were not fetched again"
+    );
+    assert_eq!(
+        idp.stats()["acme"]["discovery"],
+        0,
+        "no discovery with a jwks_uri"
     );
 }
