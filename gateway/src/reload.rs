@@ -68,6 +68,7 @@ impl Reloader {
     }
 
     fn reload_locked(&self) -> Result<(), Problems> {
+        let started = std::time::Instant::now();
         let result = tollgate_config::load(&self.path).and_then(|loaded| {
             let previous = self.gate.load();
             let gate = Gate::build(&loaded, &self.metrics, Some(&self.runtime), Some(&previous))?;
@@ -82,7 +83,8 @@ impl Reloader {
             Ok(gate) => {
                 self.gate.store(Arc::new(gate));
                 self.metrics.reload(true);
-                tracing::info!(config = %self.path.display(), "config reloaded");
+                let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::info!(config = %self.path.display(), took_ms, "config reloaded");
                 Ok(())
             }
             Err(problems) => {
