@@ -85,6 +85,9 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
     let mut by_issuer = HashMap::new();
     let mut templates = Vec::new();
     let mut names = HashSet::new();
+    // One HTTP client for every provider without `tls` (building one reads the system's
+    // roots), made on first need.
+    let mut default_client = None;
     for (i, config) in auth.providers.iter().enumerate() {
         let at = format!("auth.providers[{i}]");
         if !names.insert(config.name.as_str()) {
@@ -140,7 +143,16 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
         } else {
             templates.push(providers.len());
         }
-        if let Some(provider) = provider(config, tenancy, &at, timing, clock_skew, report, &ctx) {
+        let made = provider(
+            config,
+            tenancy,
+            &at,
+            (timing, clock_skew),
+            &mut default_client,
+            report,
+            &ctx,
+        );
+        if let Some(provider) = made {
             providers.push(provider);
         }
     }
@@ -245,13 +257,12 @@ fn tenancy(
     Ok(Some((template, allowed)))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn provider(
     config: &ProviderConfig,
     tenancy: Option<(Template, Allowed)>,
     at: &str,
-    timing: Timing,
-    clock_skew: Duration,
+    (timing, clock_skew): (Timing, Duration),
+    default_client: &mut Option<reqwest::Client>,
     report: &mut Report<'_>,
     ctx: &Context<'_>,
 ) -> Option<Provider> {
@@ -392,7 +403,6 @@ fn provider(
             }
             None => tenants::KeySource::Discovery,
         };
-        let client = client(config, at, report)?;
         let previous = ctx.previous.and_then(|p| {
             p.providers.iter().find_map(|old| match &old.keys {
                 Keys::PerTenant(t) if *old.name == *name => Some((old, t.clone())),
@@ -402,6 +412,7 @@ fn provider(
         match (previous, ctx.runtime) {
             (Some((old, tenants)), _) if old.fingerprint == fingerprint => Keys::PerTenant(tenants),
             (previous, Some(runtime)) => {
+                let client = client(config, at, default_client, report)?;
                 let factory = tenants::Factory {
                     provider: name.clone(),
                     template: template.clone(),
@@ -419,7 +430,11 @@ fn provider(
                     previous.as_ref().map(|(_, t)| t.as_ref()),
                 )))
             }
-            (_, None) => Keys::Pending,
+            (_, None) => {
+                // `validate`: nothing is fetched, but the tls files are checked.
+                client(config, at, default_client, report)?;
+                Keys::Pending
+            }
         }
     } else {
         let location = match &config.jwks_uri {
@@ -446,7 +461,6 @@ fn provider(
                 }
             }
         };
-        let client = client(config, at, report)?;
         let reused = ctx.previous.and_then(|p| {
             p.providers.iter().find_map(|old| match &old.keys {
                 Keys::Remote(r) if old.fingerprint == fingerprint && *old.name == *name => {
@@ -455,17 +469,22 @@ fn provider(
                 _ => None,
             })
         });
+        // The HTTP client (which reads the system's roots: milliseconds) is built only for
+        // keys that are fetched anew, so that a reload of unchanged providers stays cheap.
         match (reused, ctx.runtime) {
             (Some(remote), _) => Keys::Remote(remote),
             (None, Some(runtime)) => Keys::Remote(Remote::start(
                 name.clone(),
                 location,
                 timing,
-                client,
+                client(config, at, default_client, report)?,
                 runtime.clone(),
                 ctx.events.clone(),
             )),
-            (None, None) => Keys::Pending,
+            (None, None) => {
+                client(config, at, default_client, report)?;
+                Keys::Pending
+            }
         }
     };
     Some(Provider {
@@ -537,7 +556,17 @@ fn mapping(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option
 
 /// The HTTP client for discovery and JWKS: no redirects (a key document that moves elsewhere
 /// is refused), a time limit, and the provider's `tls`.
-fn client(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option<reqwest::Client> {
+fn client(
+    config: &ProviderConfig,
+    at: &str,
+    default_client: &mut Option<reqwest::Client>,
+    report: &mut Report<'_>,
+) -> Option<reqwest::Client> {
+    if config.tls.is_none() {
+        if let Some(c) = default_client {
+            return Some(c.clone());
+        }
+    }
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
@@ -594,7 +623,12 @@ fn client(config: &ProviderConfig, at: &str, report: &mut Report<'_>) -> Option<
         }
     }
     match builder.build() {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            if config.tls.is_none() {
+                *default_client = Some(c.clone());
+            }
+            Some(c)
+        }
         Err(e) => error(
             report,
             format!("{at}.tls"),
