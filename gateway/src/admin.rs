@@ -42,7 +42,7 @@ impl ServeHttp for AdminApp {
             }
             path => {
                 if path == "/metrics" {
-                    count_tenants(&gate, &self.metrics);
+                    before_scrape(&gate, &self.metrics);
                 }
                 respond(
                     req.method.as_str(),
@@ -113,8 +113,10 @@ fn tenants(gate: &Gate) -> Answer {
     }
 }
 
-/// Sets `tollgate_tenants` before a scrape.
-fn count_tenants(gate: &Gate, metrics: &Metrics) {
+/// Sets `tollgate_tenants` and `tollgate_token_cache_total` before a scrape.
+fn before_scrape(gate: &Gate, metrics: &Metrics) {
+    let (hits, misses) = gate.auth.cache().counts();
+    metrics.token_cache(hits, misses);
     for p in gate.auth.providers() {
         if let Some(t) = p.tenants() {
             let states = t.states();

@@ -123,6 +123,18 @@ fn a_valid_hs256_token_passes_and_its_identity_is_forwarded() {
         metrics.contains(r#"tollgate_auth_total{provider="hs",result="ok"} 1"#),
         "{metrics}"
     );
+
+    // The same token again is answered from the verified-token cache.
+    let again = get(&gw, "/private/x", &[("Authorization", &bearer(&token))]);
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        gw.metric(r#"tollgate_token_cache_total{result="miss"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.metric(r#"tollgate_token_cache_total{result="hit"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]

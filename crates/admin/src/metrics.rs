@@ -22,6 +22,9 @@ pub struct Metrics {
     jwks_refresh: IntCounterVec,
     jwks_keys: IntGaugeVec,
     tenants: IntGaugeVec,
+    token_cache: IntCounterVec,
+    /// What `token_cache` has been told so far: (hits, misses).
+    token_cache_seen: std::sync::Mutex<(u64, u64)>,
     ratelimit: IntCounterVec,
     redis_errors: IntCounter,
     evicted: IntCounter,
@@ -132,6 +135,14 @@ impl Metrics {
             &["provider", "state"],
         )
         .expect("valid metric");
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "tollgate_token_cache_total",
+                "Bearer tokens answered from the verified-token cache (hit) or verified afresh (miss)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let ratelimit = IntCounterVec::new(
             Opts::new(
                 "tollgate_ratelimit_total",
@@ -159,6 +170,7 @@ impl Metrics {
             Box::new(jwks_refresh.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(tenants.clone()),
+            Box::new(token_cache.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(reloads.clone()),
@@ -180,6 +192,8 @@ impl Metrics {
             jwks_refresh,
             jwks_keys,
             tenants,
+            token_cache,
+            token_cache_seen: std::sync::Mutex::new((0, 0)),
             ratelimit,
             redis_errors,
             evicted,
@@ -235,6 +249,22 @@ impl Metrics {
         self.tenants
             .with_label_values(&[provider, "with_keys"])
             .set(with_keys as i64);
+    }
+
+    /// The token cache's counts so far (they only grow): the counters catch up before a
+    /// scrape, so that a request pays one atomic add rather than a metric update.
+    pub fn token_cache(&self, hits: u64, misses: u64) {
+        let mut seen = self
+            .token_cache_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.token_cache
+            .with_label_values(&["hit"])
+            .inc_by(hits.saturating_sub(seen.0));
+        self.token_cache
+            .with_label_values(&["miss"])
+            .inc_by(misses.saturating_sub(seen.1));
+        *seen = (hits.max(seen.0), misses.max(seen.1));
     }
 
     /// A provider with keys from a file or a secret.

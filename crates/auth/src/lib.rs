@@ -18,6 +18,7 @@ pub mod verify;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -268,6 +269,9 @@ struct Cached {
 pub struct TokenCache {
     entries: DashMap<[u8; 32], Cached>,
     cap: usize,
+    /// Bearer tokens answered from the cache, and verified afresh (since the process started).
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl TokenCache {
@@ -275,7 +279,17 @@ impl TokenCache {
         TokenCache {
             entries: DashMap::new(),
             cap,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// (hits, misses) so far: bearer tokens answered from the cache, and verified afresh.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -365,8 +379,10 @@ impl Authenticator {
     async fn bearer(&self, text: &str, now: i64) -> Result<Arc<Identity>, AuthError> {
         let digest = sha256(text.as_bytes());
         if let Some(hit) = self.cached(&digest, now) {
+            self.cache.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
+        self.cache.misses.fetch_add(1, Ordering::Relaxed);
         let token = Token::parse(text).map_err(|e| AuthError::invalid(e, None))?;
         // The issuer by the unverified `iss`, exactly; its keys are the only ones tried.
         let not_accepted = || AuthError::invalid("token issuer is not accepted", None);
