@@ -519,3 +519,7 @@ fn a_template_provider_names_the_tenant_and_accepts_only_its_tenants() {
         );
     }
 }
+
+mod forged;
+mod jwks;
+mod tokens;

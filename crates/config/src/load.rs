@@ -64,7 +64,15 @@ pub fn parse(text: &str) -> Result<Loaded, Problems> {
                     Some(cut) => p[..cut].to_owned(),
                     None => p,
                 })
-                .filter(|p| p != "." && p != "?");
+                .filter(|p| !p.is_empty() && p != "." && p != "?")
+                // A key that is the empty string is an empty segment: shown as `""`.
+                .map(|p| {
+                    let p = p.replace("..", ".\"\".");
+                    match p.strip_suffix('.') {
+                        Some(head) => format!("{head}.\"\""),
+                        None => p,
+                    }
+                });
             let line = path
                 .as_deref()
                 .and_then(|p| source.line(p))
@@ -90,3 +98,6 @@ fn bare_message(e: &serde_saphyr::Error) -> String {
         None => first.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;

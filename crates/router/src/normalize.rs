@@ -155,6 +155,9 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
