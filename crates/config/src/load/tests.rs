@@ -480,7 +480,9 @@ fn an_empty_key_is_named_in_the_path() {
             "upstreams.\"\".x",
         ),
     ] {
-        let problems = crate::parse(text).err().expect("refused");
+        let Err(problems) = crate::parse(text) else {
+            panic!("accepted: {text}")
+        };
         let shown = problems.to_string();
         assert!(
             shown.starts_with(&format!("error: {path} (line")),
