@@ -98,7 +98,7 @@ fn no_smuggling_shape_reaches_an_upstream_as_two_requests_or_ambiguous_framing()
         ),
         (
             "obs-fold",
-            format!("GET /public/a HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
+            "GET /public/a HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n".to_owned(),
         ),
         (
             "Transfer-Encoding not chunked last",
@@ -110,11 +110,11 @@ fn no_smuggling_shape_reaches_an_upstream_as_two_requests_or_ambiguous_framing()
         ),
         (
             "bare LF line endings",
-            format!("GET /public/a HTTP/1.1\nHost: t\nContent-Length: 0\n\n"),
+            "GET /public/a HTTP/1.1\nHost: t\nContent-Length: 0\n\n".to_owned(),
         ),
         (
             "a chunk size that overflows",
-            format!("POST /public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\nx\r\n0\r\n\r\n"),
+            "POST /public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\nx\r\n0\r\n\r\n".to_owned(),
         ),
         (
             "invalid UTF-8 in the path",
