@@ -17,7 +17,17 @@
 #   ratelimit  what rate limiting costs: the `none` route as it is (`tollgate`), with a local
 #         policy that never bites (`tollgate-local`, target >= 0.95x `tollgate` req/s) and with
 #         the same policy on Redis (`tollgate-redis`, reported, no target); then, once, the
-#         memory of a local limit hit by 1,000,000 distinct callers (target: RSS < 256 MiB).
+#         memory of a local limit hit by 1,000,000 distinct callers (target: RSS < 256 MiB);
+# and one more, also of Tollgate alone (issue 10), that `all` runs too (about 2 minutes):
+#   tokens  the memory of 1,000,000 distinct bearer tokens and subjects (target: RSS < 256 MiB):
+#         one provider with an HS256 `secret` (made for the run, given to Tollgate as the
+#         environment variable BENCH_SECRET, `secret: ${BENCH_SECRET}` in its config), the route
+#         /* with `allow: { roles: [user] }`, a local limit by subject that never bites
+#         (TOK_LIMIT, default 100/day: a subject sends one request, so it is never refused, yet
+#         its bucket stays for 864 s, past the end, so the store reaches its cap, as in the
+#         memory run of ratelimit) and three claims forwarded as headers; wrk mints each token
+#         itself (bench/hs256.lua), so both the verified-token cache (50,000 tokens at most) and
+#         the rate-limit store (500,000 keys, soft cap) take a new entry at every request.
 #
 # Usage (from anywhere; needs root for apt-get only if something is missing):
 #
@@ -25,6 +35,7 @@
 #     SCENARIO=jwt DURATION=30s CONNECTIONS=64 ROUNDS=3 bench/run.sh
 #     SCENARIO=ratelimit ROUNDS=3 bench/run.sh
 #     SCENARIO=full ROUNDS=3 bench/run.sh       # ALGS="RS256 ES256 EdDSA" N_TOKENS=10000
+#     SCENARIO=tokens bench/run.sh              # MEM_REQUESTS=1000000 TOK_LIMIT=100/day
 #
 # What it does:
 #   1. installs what is missing: Debian `wrk` (and curl, util-linux, python3-venv if absent;
@@ -41,7 +52,10 @@
 #      same iss and aud, sub bench-user, roles [user], plan pro and an email, another with
 #      roles [guest] (sub bench-guest), and, for the first algorithm, N_TOKENS tokens with
 #      sub bench-user-00000, bench-user-00001, ... (one a line); a `python3 -m http.server`
-#      serves the JWKS on a free loopback port; ratelimit scenario only: a
+#      serves the JWKS on a free loopback port; tokens scenario: a random secret of 43
+#      base64url characters (Python's `secrets`), kept in the environment of Tollgate and wrk
+#      only, and bench/hs256.lua mints a token (sub bench-user-9999999) for the checks, whose
+#      signature Python's `hmac` verifies; ratelimit scenario only: a
 #      `redis-server --save "" --appendonly no` on a free loopback port (no persistence),
 #      ready when `redis-cli ping` answers PONG;
 #   4. starts, on free loopback ports:
@@ -56,7 +70,10 @@
 #               full the provider with jwks_uri .../full-<alg>.json, and the route with
 #               `allow: { roles: [user] }`, `rate_limit: never-tiered` (key subject, tiers pro
 #               when Equals(`plan`, `pro`) and free, both 100000000/second) and
-#               forward_headers X-User-ID: sub, X-User-Email: email, X-Plan: plan). Its stdout,
+#               forward_headers X-User-ID: sub, X-User-Email: email, X-Plan: plan; for
+#               tokens the provider `bench` with `secret: ${BENCH_SECRET}` and the audience,
+#               the route with `allow: { roles: [user] }`, `rate_limit: daily` (key subject,
+#               one tier of TOK_LIMIT) and the same three forward_headers). Its stdout,
 #               the access log, goes to a file in the temporary dir for every target;
 #        CPU 0: Envoy (--concurrency 1, one route prefix "/", no stats; no access log but for
 #               full; for jwt `envoy.filters.http.jwt_authn` before the router: provider
@@ -77,6 +94,9 @@
 #      or X-RateLimit-Limit (Envoy); for ratelimit, the answer must carry RateLimit-Policy
 #      (and, on Redis, the key must be in Redis), and the memory run's gateway must answer
 #      200, 429, 200 to two requests from one X-Forwarded-For address and one from another;
+#      for tokens, the checked token must get 200 with RateLimit-Policy (and be counted in the
+#      policy `daily` on /metrics) and the three claim headers upstream, not the token, while
+#      no token and a token with a broken signature get 401;
 #      the run fails otherwise;
 #   5. before every measured run, samples /proc/stat for 1 s and waits (up to BUSY_RETRIES
 #      samples) while CPUs 0/1 are busy with someone else's work, and samples once more right
@@ -98,16 +118,23 @@
 #      seconds until MEM_REQUESTS requests were answered, while a sampler writes Tollgate's
 #      VmRSS once a second; then MEM_SETTLE seconds idle (the gateway sweeps every 10 s), and
 #      the RSS, VmHWM and the rate-limit metrics are read;
+#   6c. tokens, once: the same memory run with bench/hs256.lua instead (a new HS256 token, and
+#      so a new subject, per request: token n has sub bench-user-NNNNNNN, roles [user], plan
+#      pro, an email, exp now + 1 day); at the end also the token cache's hits and misses
+#      (tollgate_token_cache_total), the evictions (tollgate_ratelimit_evicted_total), the
+#      access-log lines Tollgate dropped, and the distinct subjects its access log shows with
+#      a 200; a non-2xx answer is a warning;
 #   7. prints one table per scenario, for full one per algorithm (req/s, p99, errors, CPU use
 #      during the run, % of the upstream measured directly, the ratio and whether the target
 #      is met; for ratelimit and full each row's req/s as a ratio of `tollgate`'s; for the
-#      memory run the RSS figures and one row per wrk run; for the rotation the computed token
+#      memory run the RSS figures and one row per wrk run; for tokens the same, the cache and
+#      the evictions, and RSS every ~5 s; for the rotation the computed token
 #      cache hit rate) and writes them, with every run and the raw wrk output, to
 #      bench/results/latest.md.
 # Everything it starts is stopped on exit; its temporary files live in one mktemp -d dir.
 #
 # Knobs (environment):
-#   SCENARIO=all      none | jwt | ratelimit | full | all (every one: a table each)
+#   SCENARIO=all      none | jwt | ratelimit | full | tokens | all (every one: a table each)
 #   DURATION=10s      length of each measured wrk run
 #   CONNECTIONS=32    wrk connections (keep-alive)
 #   WARMUP=3s         length of the warm-up run before each target
@@ -122,10 +149,14 @@
 #                     gets the rotation targets
 #   N_TOKENS=10000    full: distinct tokens in rotation (the target suffix is -10k for 10000,
 #                     -N when N is not a multiple of 1000)
-#   MEM_REQUESTS=1000000  memory run: answered requests (= distinct callers) to reach
-#   MEM_CHUNK=5       memory run: seconds of each wrk run (the last one is cut to what is left)
-#   MEM_MAX_CHUNKS=120    memory run: give up (with a warning) after this many wrk runs
-#   MEM_SETTLE=25     memory run: seconds idle after the load before the last RSS reading
+#   MEM_REQUESTS=1000000  memory runs (ratelimit, tokens): answered requests (= distinct
+#                     callers, or tokens) to reach
+#   MEM_CHUNK=5       memory runs: seconds of each wrk run (the last one is cut to what is left)
+#   MEM_MAX_CHUNKS=120    memory runs: give up (with a warning) after this many wrk runs
+#   MEM_SETTLE=25     memory runs: seconds idle after the load before the last RSS reading
+#   TOK_LIMIT=100/day tokens: the limit per subject (one request each: never refused; a limit
+#                     of N/day keeps a subject's bucket for 86400/N s; 100000000/second would
+#                     let the 10-second sweep drop every subject instead)
 #   SKIP_BUILD=1      use the existing target/release binaries
 #   RESULTS=DIR       where latest.md goes (default bench/results)
 #   RUST_LOG=info     passed to Tollgate
@@ -145,6 +176,7 @@ MEM_REQUESTS=${MEM_REQUESTS:-1000000}
 MEM_CHUNK=${MEM_CHUNK:-5}
 MEM_MAX_CHUNKS=${MEM_MAX_CHUNKS:-120}
 MEM_SETTLE=${MEM_SETTLE:-25}
+TOK_LIMIT=${TOK_LIMIT:-100/day}
 ALGS=${ALGS:-RS256 ES256 EdDSA}
 N_TOKENS=${N_TOKENS:-10000}
 
@@ -167,15 +199,18 @@ RESULTS=${RESULTS:-$BENCH/results}
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
-RUN_NONE=0 RUN_JWT=0 RUN_RL=0 RUN_FULL=0
+RUN_NONE=0 RUN_JWT=0 RUN_RL=0 RUN_FULL=0 RUN_TOK=0
 case $SCENARIO in
     none) RUN_NONE=1 ;;
     jwt) RUN_JWT=1 ;;
     ratelimit) RUN_RL=1 ;;
     full) RUN_FULL=1 ;;
-    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 ;;
-    *) die "SCENARIO must be none, jwt, ratelimit, full or all, not '$SCENARIO'" ;;
+    tokens) RUN_TOK=1 ;;
+    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 RUN_TOK=1 ;;
+    *) die "SCENARIO must be none, jwt, ratelimit, full, tokens or all, not '$SCENARIO'" ;;
 esac
+[[ $TOK_LIMIT =~ ^[1-9][0-9]*/(second|minute|hour|day)$ ]] ||
+    die "TOK_LIMIT must be N/second, N/minute, N/hour or N/day, not '$TOK_LIMIT'"
 for knob in MEM_REQUESTS MEM_CHUNK MEM_MAX_CHUNKS MEM_SETTLE N_TOKENS; do
     [[ ${!knob} =~ ^[0-9]+$ ]] || die "$knob must be a whole number (seconds, or requests), not '${!knob}'"
 done
@@ -449,8 +484,8 @@ jwks_name() { if [[ $1 == jwt ]]; then echo jwks.json; else echo "$1.json"; fi; 
 
 # auth_for KIND: for Tollgate's or Envoy's config KIND, sets AUTH ("Authorization: Bearer <its
 # token>"), BAD_AUTH (the same with one character of the signature changed), GUEST_AUTH (full
-# only: the token without the role `user`) and JWKS_NAME (the file its keys are served from);
-# all empty for a config without tokens.
+# only: the token without the role `user`) and JWKS_NAME (the file its keys are served from; empty
+# for tokens, whose key is a secret); all empty for a config without tokens.
 AUTH= BAD_AUTH= GUEST_AUTH= JWKS_NAME=
 auth_for() {
     local token sig bad
@@ -458,9 +493,10 @@ auth_for() {
     case $1 in
         jwt) ;;
         full-*) GUEST_AUTH="Authorization: Bearer $(<"$WORK/$1.guest")" ;;
+        tokens) ;;
         *) return 0 ;;
     esac
-    JWKS_NAME=$(jwks_name "$1")
+    [[ $1 == tokens ]] || JWKS_NAME=$(jwks_name "$1")
     token=$(<"$WORK/$1.token")
     AUTH="Authorization: Bearer $token"
     sig=${token##*.}
@@ -497,6 +533,34 @@ if ((RUN_JWT || RUN_FULL)); then
     log "JWKS on http://127.0.0.1:$P_JWKS/: $(for kind in "${kinds[@]}"; do jwks_name "$kind"; done | paste -sd ' ')"
 fi
 
+# tokens: the HMAC secret, kept in the environment of Tollgate and wrk only (not in a file nor on
+# a command line), and a token of bench/hs256.lua for the checks (sub bench-user-9999999, beyond
+# the load's), whose signature Python's hmac verifies on its own.
+TOK_SECRET='' TOK_EXP=''
+subject() { printf 'bench-user-%07d' "$1"; }  # subject N: the sub of bench/hs256.lua's token N
+if ((RUN_TOK)); then
+    TOK_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+    TOK_EXP=$(($(date +%s) + 86400))
+    BENCH_SECRET=$TOK_SECRET wrk -t1 -c1 -d1s -s "$BENCH/hs256.lua" "http://127.0.0.1:$P_ECHO/" \
+        -- mint 9999999 "$TOK_EXP" "$ISSUER" "$AUDIENCE" >"$WORK/tokens.token" ||
+        die "bench/hs256.lua could not mint a token: $(cat "$WORK/tokens.token")"
+    BENCH_SECRET=$TOK_SECRET python3 - "$WORK/tokens.token" <<'EOF' ||
+import base64, hashlib, hmac, json, os, sys
+token = open(sys.argv[1], encoding="ascii").read().strip()
+signing, sig = token.rsplit(".", 1)
+mac = hmac.new(os.environ["BENCH_SECRET"].encode(), signing.encode(), hashlib.sha256).digest()
+if not hmac.compare_digest(base64.urlsafe_b64encode(mac).rstrip(b"=").decode(), sig):
+    sys.exit("bad signature: " + token)
+header, claims = (json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+                  for p in signing.split("."))
+assert header == {"alg": "HS256", "typ": "JWT"}, header
+assert claims["sub"] == "bench-user-9999999" and claims["roles"] == ["user"], claims
+EOF
+        die "the token of bench/hs256.lua did not pass Python's check"
+    tr -d '\n' <"$WORK/tokens.token" >"$WORK/tokens.token.tmp" && mv "$WORK/tokens.token.tmp" "$WORK/tokens.token"
+    log "minted an HS256 token with bench/hs256.lua ($(wc -c <"$WORK/tokens.token") bytes, sub $(subject 9999999)); its signature checked by Python's hmac"
+fi
+
 # ratelimit: a Redis without persistence, for `backend: redis`, next to wrk and the upstream.
 REDIS_VERSION=
 if ((RUN_RL)); then
@@ -516,12 +580,14 @@ if ((RUN_RL)); then
     log "redis $REDIS_VERSION on 127.0.0.1:$P_REDIS (no persistence)"
 fi
 
-# tollgate_config none|jwt|local|redis|memory|full-ALG: Tollgate's config for the scenario, on
+# tollgate_config none|jwt|local|redis|memory|full-ALG|tokens: Tollgate's config for the scenario, on
 # stdout. local and redis: the none route limited by a policy that never bites, counted in this
 # process or in Redis; memory: a limit of 1/hour per client IP, the client IP taken from
 # X-Forwarded-For (sent by wrk from 127.0.0.1); full-ALG (full-rs256, ...): the full policy with
 # the keys of /full-ALG.json: a token with the role `user`, a limit of two tiers that never bites
-# (by subject, the tier from the `plan` claim) and three claims forwarded as headers.
+# (by subject, the tier from the `plan` claim) and three claims forwarded as headers; tokens: a
+# provider with the HMAC secret from the environment (BENCH_SECRET), a token with the role
+# `user`, a limit of TOK_LIMIT by subject and the same three headers.
 tollgate_config() {
     cat <<EOF
 server:
@@ -547,6 +613,17 @@ auth:
     - name: bench
       issuer: $ISSUER
       jwks_uri: http://127.0.0.1:$P_JWKS/$(jwks_name "$1")
+      audiences: [$AUDIENCE]
+EOF
+            ;;
+        tokens)
+            # The secret stays out of the file: Tollgate reads it from its environment.
+            cat <<EOF
+auth:
+  providers:
+    - name: bench
+      issuer: $ISSUER
+      secret: \${BENCH_SECRET}
       audiences: [$AUDIENCE]
 EOF
             ;;
@@ -586,6 +663,16 @@ forward_headers:
   X-Plan: plan
 EOF
             ;;
+        tokens)
+            cat <<EOF
+rate_limits:
+  daily: { key: subject, tiers: [ { name: all, limit: $TOK_LIMIT } ] }
+forward_headers:
+  X-User-ID: sub
+  X-User-Email: email
+  X-Plan: plan
+EOF
+            ;;
     esac
     cat <<EOF
 routes:
@@ -600,6 +687,13 @@ EOF
     # auth: required is the default
     allow: { roles: [user] }
     rate_limit: never-tiered
+EOF
+            ;;
+        tokens)
+            cat <<EOF
+    # auth: required is the default
+    allow: { roles: [user] }
+    rate_limit: daily
 EOF
             ;;
         *)
@@ -761,7 +855,7 @@ EOF
 TG_ACCESS_LOG="$WORK/tollgate-access.log"
 EN_ACCESS_LOG="$WORK/envoy-access.log"
 
-for kind in none jwt local redis memory "${FULL_KINDS[@]}"; do
+for kind in none jwt local redis memory tokens "${FULL_KINDS[@]}"; do
     tollgate_config "$kind" >"$WORK/tollgate-$kind.yaml"
 done
 for kind in none jwt "${FULL_KINDS[@]}"; do envoy_config "$kind" >"$WORK/envoy-$kind.yaml"; done
@@ -850,18 +944,23 @@ redis_script_calls() {
 ENVOY_PID=
 start_tollgate() {  # start_tollgate KIND (of tollgate_config); sets AUTH and the rest (auth_for)
     local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate-$1.yaml" fetches=0 calls m
+    local env=(RUST_LOG="${RUST_LOG:-info}")
     auth_for "$1"
-    [[ -n $AUTH ]] && fetches=$(jwks_fetches "$JWKS_NAME")
+    [[ -n $JWKS_NAME ]] && fetches=$(jwks_fetches "$JWKS_NAME")
+    # tokens: the config's `secret: ${BENCH_SECRET}` comes from Tollgate's environment.
+    [[ $1 == tokens ]] && env+=(BENCH_SECRET="$TOK_SECRET")
     # stdout is the access log (one JSON line per request).
-    RUST_LOG=${RUST_LOG:-info} taskset -c "$PROXY_CPU" "$TOLLGATE" run -c "$config" \
+    env "${env[@]}" taskset -c "$PROXY_CPU" "$TOLLGATE" run -c "$config" \
         >"$TG_ACCESS_LOG" 2>"$WORK/tollgate.err" &
     TG_PID=$!
     PIDS+=("$TG_PID")
     # With a provider, /readyz answers 200 only once its keys are fetched.
     wait_http "http://127.0.0.1:$P_ADMIN/readyz" "$TG_PID" "$WORK/tollgate.err"
-    if [[ -n $AUTH ]]; then
+    if [[ -n $JWKS_NAME ]]; then
         wait_http "$url" "$TG_PID" "$WORK/tollgate.err" 20 "$AUTH"
         check_auth tollgate "$url" "$WORK/tollgate.err" "$fetches" '"error":"forbidden"'
+    elif [[ -n $AUTH ]]; then
+        wait_http "$url" "$TG_PID" "$WORK/tollgate.err" 20 "$AUTH"
     else
         wait_http "$url" "$TG_PID" "$WORK/tollgate.err"
     fi
@@ -883,6 +982,21 @@ start_tollgate() {  # start_tollgate KIND (of tollgate_config); sets AUTH and th
             expect_code "$url" 200 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.1" "X-Forwarded-For: 192.0.2.1"
             expect_code "$url" 429 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.1 again" "X-Forwarded-For: 192.0.2.1"
             expect_code "$url" 200 "$WORK/tollgate.err" "tollgate-memory, 192.0.2.2" "X-Forwarded-For: 192.0.2.2"
+            ;;
+        tokens)
+            # The checked token is hs256.lua's, as are those of the load.
+            expect_code "$url" 200 "$WORK/tollgate.err" "tollgate-tokens with the token" "$AUTH"
+            expect_code "$url" 401 "$WORK/tollgate.err" "tollgate-tokens without a token"
+            expect_code "$url" 401 "$WORK/tollgate.err" "tollgate-tokens with a broken signature" "$BAD_AUTH"
+            expect_body "$url" "$WORK/tollgate.err" \
+                "tollgate-tokens forwards sub, email and plan as headers, and not the token" "$AUTH" \
+                "\"x-user-id\":\"$(subject 9999999)\"" "\"x-user-email\":\"$(subject 9999999)@bench.test\"" \
+                '"x-plan":"pro"' '!"authorization"'
+            expect_limited "$url" "$WORK/tollgate.err" tollgate-tokens RateLimit-Policy "$AUTH"
+            m=$(metrics_text)
+            (($(rl_metric "$m" daily allowed) > 0)) ||
+                die "tollgate-tokens: the token was not counted in the policy daily: $(grep -E 'ratelimit|token_cache' <<<"$m")"
+            log "  tollgate-tokens: $(rl_metric "$m" daily allowed) requests counted in the policy daily; token cache $(token_cache_metric "$m" hit) hits, $(token_cache_metric "$m" miss) misses"
             ;;
         full-*)
             # The token's plan is pro: its requests are counted in the tier pro, none in free.
@@ -954,66 +1068,114 @@ rss_sampler() {
     done
 }
 
-# memory_run: the ratelimit scenario's memory run (once). Tollgate with the policy `hourly`
-# (1/hour per client IP, the client IP from X-Forwarded-For); wrk with bench/xff.lua, one new
-# address per request, in runs of up to MEM_CHUNK seconds (the next run starts at the address
-# after the last one sent) until MEM_REQUESTS requests were answered; RSS sampled every second.
-# Sets the MEM_* figures for the report; one row per wrk run in $MEM_ROWS:
-# "run first_address addresses_sent answered req/s p99_ms max_ms errors rss_kB allowed_so_far".
-MEM_ROWS="$WORK/memory-rows"
-: >"$MEM_ROWS"
+# token_cache_metric TEXT hit|miss: tollgate_token_cache_total of that result, from the /metrics
+# TEXT; 0 if absent.
+token_cache_metric() {
+    awk -v r="result=\"$2\"" 'index($1, "tollgate_token_cache_total{") == 1 && index($1, r) { n += $2 }
+                             END { printf "%d\n", n }' <<<"$1"
+}
+
+# memory_run memory|tokens: a memory run (once). memory, the ratelimit scenario's: Tollgate with
+# the policy `hourly` (1/hour per client IP, the client IP from X-Forwarded-For); wrk with
+# bench/xff.lua, one new address per request. tokens: Tollgate with an HS256 provider and the
+# policy `daily` (TOK_LIMIT by subject); wrk with bench/hs256.lua, one new token (and subject)
+# per request. Either way in wrk runs of up to MEM_CHUNK seconds (the next run starts at the
+# address or token after the last one sent) until MEM_REQUESTS requests were answered, with the
+# RSS sampled every second into $WORK/rss-KIND.txt; then MEM_SETTLE seconds idle. One row per wrk
+# run in $WORK/memory-rows-KIND: "run first addresses_or_tokens_sent answered req/s p99_ms
+# max_ms errors rss_kB allowed_so_far cache_misses_so_far"; the MEM_* figures for the report in
+# $WORK/memory-KIND.vars (load_memory KIND reads them back).
 memory_run() {
-    local url="http://127.0.0.1:$P_TG/" sent=0 run=0 d rps=0 out n s m
-    start_tollgate memory
-    rss_sampler "$TG_PID" "$WORK/rss.txt" &
+    local kind=$1 url="http://127.0.0.1:$P_TG/" sent=0 run=0 d rps=0 out n s m label script tag
+    local policy wrk_env=() extra=() rows="$WORK/memory-rows-$1" rss="$WORK/rss-$1.txt" v
+    case $kind in
+        memory) label="memory run" script=xff.lua tag=xff: policy=hourly ;;
+        tokens)
+            label="token run" script=hs256.lua tag=hs256: policy=daily
+            wrk_env=(BENCH_SECRET="$TOK_SECRET")
+            extra=("$TOK_EXP" "$ISSUER" "$AUDIENCE")
+            ;;
+    esac
+    : >"$rows"
+    start_tollgate "$kind"
+    rss_sampler "$TG_PID" "$rss" &
     SAMPLER_PID=$!
     PIDS+=("$SAMPLER_PID")
     taskset -pc "$LOAD_CPU" "$SAMPLER_PID" >/dev/null
     MEM_QUIET=clean
-    wait_quiet "before the memory run" || MEM_QUIET=busy
+    wait_quiet "before the $label" || MEM_QUIET=busy
     MEM_RSS_START=$(rss_kb "$TG_PID")
+    MEM_ALLOWED_BEFORE=$(rl_metric "$(metrics_text)" "$policy" allowed)
     MEM_T0=$EPOCHREALTIME
     MEM_ANSWERED=0
-    log "memory run: wrk -t1 -c$CONNECTIONS -s bench/xff.lua $url in runs of up to ${MEM_CHUNK}s until $MEM_REQUESTS requests are answered"
+    log "$label: wrk -t1 -c$CONNECTIONS -s bench/$script $url in runs of up to ${MEM_CHUNK}s until $MEM_REQUESTS requests are answered"
     while ((MEM_ANSWERED < MEM_REQUESTS)); do
         if ((++run > MEM_MAX_CHUNKS)); then
-            WARNINGS+=("memory run: stopped after $MEM_MAX_CHUNKS wrk runs, with $MEM_ANSWERED of $MEM_REQUESTS requests answered")
+            WARNINGS+=("$label: stopped after $MEM_MAX_CHUNKS wrk runs, with $MEM_ANSWERED of $MEM_REQUESTS requests answered")
             break
         fi
         # The last run is cut to what is left, at the rate of the run before it (plus 5 %).
         d=$(awk -v c="$MEM_CHUNK" -v left=$((MEM_REQUESTS - MEM_ANSWERED)) -v r="$rps" \
             'BEGIN { d = (r > 0) ? int(left * 1.05 / r) + 1 : c; print (d < c) ? d : c }')
-        out="$WORK/wrk-memory-$run.txt"
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${d}s" --latency -s "$BENCH/xff.lua" \
-            "$url" -- "$sent" >"$out"
+        out="$WORK/wrk-$kind-$run.txt"
+        env "${wrk_env[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${d}s" --latency \
+            -s "$BENCH/$script" "$url" -- "$sent" "${extra[@]}" >"$out"
         n=$(wrk_requests "$out")
-        s=$(awk '$1 == "xff:" { print $2 }' "$out")
+        s=$(awk -v t="$tag" '$1 == t { print $2 }' "$out")
         rps=$(wrk_rps "$out")
-        [[ -n $n && -n $s && -n $rps ]] || die "could not parse wrk output of memory run $run: $(cat "$out")"
+        [[ -n $n && -n $s && -n $rps ]] || die "could not parse wrk output of $label $run: $(cat "$out")"
         m=$(metrics_text)
         echo "$run $sent $s $n $rps $(wrk_ms "$out" p99) $(wrk_ms "$out" max) $(wrk_errors "$out")" \
-            "$(rss_kb "$TG_PID") $(rl_metric "$m" hourly allowed)" >>"$MEM_ROWS"
+            "$(rss_kb "$TG_PID") $(rl_metric "$m" "$policy" allowed) $(token_cache_metric "$m" miss)" >>"$rows"
         sent=$((sent + s))
         MEM_ANSWERED=$((MEM_ANSWERED + n))
-        log "  memory run $run (${d}s): $n answered, $rps req/s; $MEM_ANSWERED so far, RSS $(mib "$(rss_kb "$TG_PID")") MiB"
+        log "  $label $run (${d}s): $n answered, $rps req/s; $MEM_ANSWERED so far, RSS $(mib "$(rss_kb "$TG_PID")") MiB"
     done
     MEM_T1=$EPOCHREALTIME
     MEM_RSS_END=$(rss_kb "$TG_PID")
     MEM_SENT=$sent
     MEM_RUNS=$((run > MEM_MAX_CHUNKS ? MEM_MAX_CHUNKS : run))
-    BUSY_RETRIES=1 wait_quiet "right after the memory run" || MEM_QUIET=busy
-    log "memory run: idle for ${MEM_SETTLE}s (the gateway sweeps full buckets every 10 s)"
+    MEM_ERRORS=$(awk '{ n += $8 } END { print n + 0 }' "$rows")
+    BUSY_RETRIES=1 wait_quiet "right after the $label" || MEM_QUIET=busy
+    log "$label: idle for ${MEM_SETTLE}s (the gateway sweeps full buckets every 10 s)"
     sleep "$MEM_SETTLE"   # the interval measured, not synchronisation
     MEM_RSS_AFTER=$(rss_kb "$TG_PID")
     MEM_AFTER_S=$(awk -v a="$MEM_T1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
     MEM_HWM=$(rss_kb "$TG_PID" VmHWM)
     m=$(metrics_text)
-    MEM_ALLOWED=$(rl_metric "$m" hourly allowed)
-    MEM_LIMITED=$(rl_metric "$m" hourly limited)
+    MEM_ALLOWED=$(rl_metric "$m" "$policy" allowed)
+    MEM_LIMITED=$(rl_metric "$m" "$policy" limited)
     MEM_EVICTED=$(plain_metric "$m" tollgate_ratelimit_evicted_total)
-    log "memory run: RSS $(mib "$MEM_RSS_START") MiB at start, $(mib "$MEM_RSS_END") at the end, $(mib "$MEM_RSS_AFTER") ${MEM_AFTER_S}s later (VmHWM $(mib "$MEM_HWM")); allowed $MEM_ALLOWED, limited $MEM_LIMITED, evicted $MEM_EVICTED"
+    MEM_HITS=$(token_cache_metric "$m" hit)
+    MEM_MISSES=$(token_cache_metric "$m" miss)
+    MEM_DROPPED=$(plain_metric "$m" tollgate_access_log_dropped_total)
+    log "$label: RSS $(mib "$MEM_RSS_START") MiB at start, $(mib "$MEM_RSS_END") at the end, $(mib "$MEM_RSS_AFTER") ${MEM_AFTER_S}s later (VmHWM $(mib "$MEM_HWM")); allowed $MEM_ALLOWED, limited $MEM_LIMITED, evicted $MEM_EVICTED$([[ $kind == tokens ]] && echo "; token cache: $MEM_HITS hits, $MEM_MISSES misses")"
     forget_pid "$SAMPLER_PID"
     forget_pid "$TG_PID"
+    MEM_SUBJECTS=0
+    if [[ $kind == tokens ]]; then
+        # The distinct subjects of the load answered 200, as Tollgate's access log tells them
+        # (not the checks' bench-user-9999999).
+        MEM_SUBJECTS=$({ grep -F '"status":200,' "$TG_ACCESS_LOG" || true; } |
+            { grep -o '"subject":"bench-user-[0-9]*"' || true; } |
+            { grep -vF "\"$(subject 9999999)\"" || true; } | sort -u | wc -l)
+        log "$label: $MEM_SUBJECTS distinct subjects answered 200 in the access log ($MEM_DROPPED lines dropped)"
+        ((MEM_ERRORS == 0)) || WARNINGS+=("$label: $MEM_ERRORS requests got a socket error or a non-2xx answer (each should have got 200)")
+        ((MEM_LIMITED == 0)) || WARNINGS+=("$label: $MEM_LIMITED requests limited by the policy daily, meant never to bite")
+        ((MEM_DROPPED == 0)) || WARNINGS+=("$label: Tollgate dropped $MEM_DROPPED access-log lines: the distinct subjects it shows are too few")
+    fi
+    for v in MEM_QUIET MEM_RSS_START MEM_ALLOWED_BEFORE MEM_T0 MEM_T1 MEM_ANSWERED MEM_RSS_END MEM_SENT MEM_RUNS \
+        MEM_ERRORS MEM_RSS_AFTER MEM_AFTER_S MEM_HWM MEM_ALLOWED MEM_LIMITED MEM_EVICTED MEM_HITS \
+        MEM_MISSES MEM_DROPPED MEM_SUBJECTS; do
+        printf '%s=%q\n' "$v" "${!v}"
+    done >"$WORK/memory-$kind.vars"
+    printf 'MEM_ROWS=%q\nMEM_RSS_FILE=%q\n' "$rows" "$rss" >>"$WORK/memory-$kind.vars"
+}
+
+# load_memory memory|tokens: the MEM_* figures of that memory run (memory_run), for the report.
+load_memory() {
+    # shellcheck disable=SC1090  # written by memory_run
+    source "$WORK/memory-$1.vars"
 }
 
 # access_log_check NAME ROUND FILE [DROPPED]: after a measured run, the lines the access log FILE
@@ -1086,7 +1248,9 @@ measure_once() {
 }
 
 # --- 5/6. measure --------------------------------------------------------------------------------
-for ((round = 1; round <= ROUNDS; round++)); do
+# tokens alone measures no throughput: no rounds.
+RUN_ROUNDS=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL))
+for ((round = 1; RUN_ROUNDS && round <= ROUNDS; round++)); do
     run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
     if ((RUN_NONE)); then
         measure tollgate tollgate none "$round"
@@ -1113,7 +1277,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
 done
 if ((RUN_RL)); then
-    memory_run
+    memory_run memory
+fi
+if ((RUN_TOK)); then
+    memory_run tokens
 fi
 
 # --- 7. report -----------------------------------------------------------------------------------
@@ -1290,6 +1457,146 @@ full_section() {
     echo
 }
 
+# evictions K: how often a store that received K distinct keys, none of them full again, made
+# room (crates/ratelimit make_room): at MAX_KEYS keys a new key drops the tenth with the oldest
+# TAT, MAX_KEYS / 10 + 1 keys (the tenth's threshold is included), then takes 50,000 more.
+evictions() {
+    awk -v k="$1" -v m="$MAX_KEYS" 'BEGIN { e = (k > m) ? int((k - m - 1) / (int(m / 10) + 1)) + 1 : 0; print e }'
+}
+ipv4() {  # ipv4 N: the N-th address of bench/xff.lua, from 10.0.0.0
+    awk -v n="$1" 'BEGIN { n += 10 * 16777216
+        printf "%d.%d.%d.%d", int(n / 16777216) % 256, int(n / 65536) % 256, int(n / 256) % 256, n % 256 }'
+}
+
+# rss_peak: "kB when" of the highest RSS sample of the loaded memory run (load_memory), when in
+# seconds from the start of the load.
+rss_peak() {
+    awk -v t0="$MEM_T0" '$2 > m { m = $2; t = $1 - t0 } END { printf "%d %+.0f\n", m, t }' "$MEM_RSS_FILE"
+}
+
+# memory_table: the ratelimit memory run's figures, what to expect and one row per wrk run, on
+# stdout (after load_memory memory).
+# shellcheck disable=SC2153  # MEM_ROWS and the other MEM_* are set by load_memory
+memory_table() {
+    local secs peak_kb peak_at top e_exp ev_exp kept per_key met phases pre post
+    local run first sent n rps p99 max errs rss allowed
+    secs=$(awk -v a="$MEM_T0" -v b="$MEM_T1" 'BEGIN { printf "%.1f", b - a }')
+    read -r peak_kb peak_at <<<"$(rss_peak)"
+    top=$((peak_kb > MEM_HWM ? peak_kb : MEM_HWM))
+    e_exp=$(evictions "$MEM_ALLOWED")
+    ev_exp=$((e_exp * (MAX_KEYS / 10 + 1)))
+    kept=$((MEM_ALLOWED - MEM_EVICTED))
+    per_key=$(awk -v a="$MEM_RSS_START" -v b="$MEM_RSS_END" -v k="$kept" \
+        'BEGIN { printf "%.0f", (k > 0) ? (b - a) * 1024 / k : 0 }')
+    met=NO
+    ((top < TARGET_RSS_MIB * 1024)) && met=yes
+    # Throughput before the store was full (runs that ended at or under MAX_KEYS keys) and once
+    # it evicted (runs that started at or over it).
+    phases=$(awk -v m="$MAX_KEYS" '{ d = $4 / $5
+                 if ($10 <= m) { a += $4; ad += d } else if (prev >= m) { b += $4; bd += d }
+                 prev = $10 }
+             END { printf "%.0f %.0f\n", ad ? a / ad : 0, bd ? b / bd : 0 }' "$MEM_ROWS")
+    read -r pre post <<<"$phases"
+
+    echo "| | |"
+    echo "|---|---:|"
+    echo "| requests answered (wrk) | $(commas "$MEM_ANSWERED") in $MEM_RUNS runs, ${secs} s: $(commas "$(awk -v n="$MEM_ANSWERED" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')") req/s |"
+    echo "| distinct X-Forwarded-For addresses sent | $(commas "$MEM_SENT") ($(ipv4 0) to $(ipv4 $((MEM_SENT - 1)))) |"
+    if ((pre > 0 && post > 0)); then
+        echo "| req/s before the store was full / once it evicted | $(commas "$pre") / $(commas "$post") ($(ratio "$post" "$pre")x) |"
+    fi
+    echo "| RSS at start (after the checks, before the load) | $(mib "$MEM_RSS_START") MiB |"
+    echo "| peak RSS: sampled (when) / VmHWM | $(mib "$peak_kb") MiB (${peak_at} s) / $(mib "$MEM_HWM") MiB |"
+    echo "| RSS at the end of the load | $(mib "$MEM_RSS_END") MiB |"
+    echo "| RSS ${MEM_AFTER_S} s after the load | $(mib "$MEM_RSS_AFTER") MiB |"
+    echo "| \`tollgate_ratelimit_total{policy=\"hourly\"}\` allowed / limited | $(commas "$MEM_ALLOWED") / $(commas "$MEM_LIMITED") |"
+    echo "| \`tollgate_ratelimit_evicted_total\` (expected: $e_exp evictions × $(commas $((MAX_KEYS / 10 + 1)))) | $(commas "$MEM_EVICTED") ($(commas "$ev_exp")) |"
+    echo "| keys in the store at the end (allowed - evicted; at most $(commas "$MAX_KEYS")) | $(commas "$kept") |"
+    echo "| RSS growth per key kept | ~$per_key bytes |"
+    echo "| load check | $MEM_QUIET |"
+    echo
+    echo "**memory run: peak RSS $(mib "$top") MiB** (target < $TARGET_RSS_MIB MiB: $met)"
+    echo
+    echo "Each wrk run (-t1 -c$CONNECTIONS, up to ${MEM_CHUNK} s; keys counted = \`allowed\` after it; evictions as computed from them):"
+    echo
+    echo "| run | first address | answered | req/s | p99 (ms) | max (ms) | errors | keys counted | evictions | RSS after (MiB) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r run first sent n rps p99 max errs rss allowed _; do
+        printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$run" "$(ipv4 "$first")" \
+            "$(commas "$n")" "$rps" "$p99" "$max" "$errs" "$(commas "$allowed")" \
+            "$(evictions "$allowed")" "$(mib "$rss")"
+    done <"$MEM_ROWS"
+    echo
+}
+
+# rss_timeline STEP: the loaded memory run's RSS samples about every STEP seconds (the last one
+# before the load, then from the start of the load the first one at least STEP s after the last
+# shown, and the last sample), as a table: seconds from the start of the load, RSS, and before,
+# load or idle.
+rss_timeline() {
+    echo "| t (s) | RSS (MiB) | |"
+    echo "|---:|---:|---|"
+    awk -v t0="$MEM_T0" -v t1="$MEM_T1" -v step="$1" '
+        function show(t, kb) {
+            printf "| %d | %.1f | %s |\n", int(t - t0 + ((t < t0) ? -0.5 : 0.5)), kb / 1024,
+                   (t < t0) ? "before" : (t <= t1) ? "load" : "idle" }
+        $1 < t0 { bt = $1; bk = $2; next }
+        !started { if (bt) show(bt, bk); show($1, $2); last = $1; started = 1; shown = NR; next }
+        $1 - last >= step - 0.5 { show($1, $2); last = $1; shown = NR }
+        { lt = $1; lk = $2 }
+        END { if (started && shown != NR) show(lt, lk) }' "$MEM_RSS_FILE"
+}
+
+# tokens_table: the token run's figures, the RSS every ~5 s and one row per wrk run, on stdout
+# (after load_memory tokens).
+tokens_table() {
+    local secs peak_kb peak_at top met keys e_exp ev_exp kept
+    local run first sent n rps p99 max errs rss allowed misses
+    secs=$(awk -v a="$MEM_T0" -v b="$MEM_T1" 'BEGIN { printf "%.1f", b - a }')
+    read -r peak_kb peak_at <<<"$(rss_peak)"
+    top=$((peak_kb > MEM_HWM ? peak_kb : MEM_HWM))
+    met=NO
+    ((top < TARGET_RSS_MIB * 1024)) && met=yes
+    # The subjects the store received: one per request of the load, and the checks' one.
+    keys=$((MEM_ALLOWED - MEM_ALLOWED_BEFORE + 1))
+    e_exp=$(evictions "$keys")
+    ev_exp=$((e_exp * (MAX_KEYS / 10 + 1)))
+    kept=$((keys - MEM_EVICTED))
+
+    echo "| | |"
+    echo "|---|---:|"
+    echo "| requests answered (wrk) | $(commas "$MEM_ANSWERED") in $MEM_RUNS runs, ${secs} s: $(commas "$(awk -v n="$MEM_ANSWERED" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')") req/s |"
+    echo "| distinct tokens sent (one a request, each with its own \`sub\`) | $(commas "$MEM_SENT") ($(subject 0) to $(subject $((MEM_SENT - 1)))) |"
+    echo "| distinct subjects of the load answered 200 (Tollgate's access log; lines dropped: $MEM_DROPPED) | $(commas "$MEM_SUBJECTS") |"
+    echo "| socket errors and non-2xx answers | $MEM_ERRORS |"
+    echo "| RSS at start (after the checks, before the load) | $(mib "$MEM_RSS_START") MiB |"
+    echo "| peak RSS: sampled (when) / VmHWM | $(mib "$peak_kb") MiB (${peak_at} s) / $(mib "$MEM_HWM") MiB |"
+    echo "| RSS at the end of the load | $(mib "$MEM_RSS_END") MiB |"
+    echo "| RSS ${MEM_AFTER_S} s after the load | $(mib "$MEM_RSS_AFTER") MiB |"
+    echo "| token cache: \`tollgate_token_cache_total\` hit / miss | $(commas "$MEM_HITS") / $(commas "$MEM_MISSES") |"
+    echo "| \`tollgate_ratelimit_total{policy=\"daily\"}\` allowed / limited | $(commas "$MEM_ALLOWED") / $(commas "$MEM_LIMITED") |"
+    echo "| \`tollgate_ratelimit_evicted_total\` (expected: $e_exp evictions × $(commas $((MAX_KEYS / 10 + 1)))) | $(commas "$MEM_EVICTED") ($(commas "$ev_exp")) |"
+    echo "| subjects in the store at the end ($(commas "$keys") received - evicted; soft cap $(commas "$MAX_KEYS")) | $(commas "$kept") |"
+    echo "| load check | $MEM_QUIET |"
+    echo
+    echo "**token run: peak RSS $(mib "$top") MiB** (target < $TARGET_RSS_MIB MiB: $met)"
+    echo
+    echo "RSS about every 5 s (sampled once a second; t from the start of the load):"
+    echo
+    rss_timeline 5
+    echo
+    echo "Each wrk run (-t1 -c$CONNECTIONS, up to ${MEM_CHUNK} s; counted = \`allowed\` of \`daily\` after it, misses = \`tollgate_token_cache_total{result=\"miss\"}\` after it):"
+    echo
+    echo "| run | first token | answered | req/s | p99 (ms) | max (ms) | errors | counted | cache misses | RSS after (MiB) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r run first sent n rps p99 max errs rss allowed misses; do
+        printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$run" "$(subject "$first")" \
+            "$(commas "$n")" "$rps" "$p99" "$max" "$errs" "$(commas "$allowed")" \
+            "$(commas "$misses")" "$(mib "$rss")"
+    done <"$MEM_ROWS"
+    echo
+}
+
 # The tables, with the ratio and the target of each scenario: in the report and on the terminal.
 TABLES="$WORK/tables.md"
 {
@@ -1362,11 +1669,43 @@ TABLES="$WORK/tables.md"
         echo "evicted keys). \`tollgate_ratelimit_evicted_total\` is added up at each sweep, so it is read"
         echo "after the idle time."
         echo
+        load_memory memory
         memory_table
     fi
     if ((RUN_FULL)); then
         if ((!RUN_RL && (RUN_NONE || RUN_JWT))); then echo; fi
         full_section
+    fi
+    if ((RUN_TOK)); then
+        load_memory tokens
+        ((RUN_ROUNDS)) && echo
+        echo "## Memory with $(commas "$MEM_REQUESTS") distinct tokens (SCENARIO=tokens)"
+        echo
+        echo "Tollgate alone: one provider \`bench\` with \`secret: \${BENCH_SECRET}\` (a random secret of 43"
+        echo "characters made for this run, in the environment of Tollgate and wrk only) and the audience;"
+        echo "the route \`/*\` with \`allow: { roles: [user] }\`, \`rate_limit: daily\`,"
+        echo "\`daily: { key: subject, tiers: [ { name: all, limit: $TOK_LIMIT } ] }\`, and \`forward_headers\`"
+        echo "X-User-ID: sub, X-User-Email: email, X-Plan: plan. wrk -t1 -c$CONNECTIONS with bench/hs256.lua"
+        echo "mints every request's token itself (HMAC-SHA256 in Lua): token n has \`sub\` bench-user-NNNNNNN,"
+        echo "\`roles: [user]\`, \`plan: pro\`, an email, iss, aud and exp now + 1 day; so every request is a"
+        echo "token the gateway has never verified and a subject it has never counted. In wrk runs of up"
+        echo "to ${MEM_CHUNK} s, each starting after the last token sent, until $(commas "$MEM_REQUESTS") requests were answered;"
+        echo "no warm-up; done once. Before the load, a token of hs256.lua (sub $(subject 9999999), its"
+        echo "signature checked by Python's \`hmac\`) got 200 with \`RateLimit-Policy\`, was counted in"
+        echo "\`daily\`, and its three claims reached the upstream as headers (the token did not); no token"
+        echo "and a token with a broken signature got 401. VmRSS read from /proc/PID/status once a second,"
+        echo "VmHWM is the kernel's peak."
+        echo
+        echo "What to expect: the verified-token cache keeps at most $(commas "$TOKEN_CACHE") tokens (when full it"
+        echo "drops the expired ones, none here, then every other entry), so every token of the load is a"
+        echo "miss and the cache holds $(commas $((TOKEN_CACHE / 2))) to $(commas "$TOKEN_CACHE") tokens. A subject sends one request"
+        echo "against $TOK_LIMIT, so it is never refused, but its bucket is full again only"
+        echo "$(awk -v l="$TOK_LIMIT" 'BEGIN { split(l, a, "/"); p = (a[2] == "second") ? 1 : (a[2] == "minute") ? 60 : (a[2] == "hour") ? 3600 : 86400; printf "%g", p / a[1] }') s later: the 10-second sweep frees nothing during the run, and the store grows to"
+        echo "$(commas "$MAX_KEYS") subjects, drops the tenth with the oldest TAT and refills, as in the memory run of"
+        echo "ratelimit. \`tollgate_ratelimit_evicted_total\` is added up at each sweep, so it is read after"
+        echo "the idle time."
+        echo
+        tokens_table
     fi
 } >"$TABLES"
 
@@ -1389,8 +1728,8 @@ REPORT="$RESULTS/latest.md"
     else
         echo "Tollgate $(tollgate_version)."
     fi
-    echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), rounds: $ROUNDS."
-    echo "Pinned: proxy under test on CPU $PROXY_CPU; upstream and wrk$( ((RUN_RL)) && echo ", Redis and the RSS sampler") on CPU $LOAD_CPU."
+    ((RUN_ROUNDS)) && echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), rounds: $ROUNDS."
+    echo "Pinned: proxy under test on CPU $PROXY_CPU; upstream and wrk$( ((RUN_RL)) && echo ", Redis")$( ((RUN_RL || RUN_TOK)) && echo " and the RSS sampler") on CPU $LOAD_CPU."
     echo
     cat "$TABLES"
     echo
@@ -1400,10 +1739,12 @@ REPORT="$RESULTS/latest.md"
         echo "Background load: CPUs $PROXY_CPU/$LOAD_CPU at or under ${BUSY_PCT}% before and after every measured run."
     fi
     echo
-    echo "All runs (target, round, req/s, p99 ms, errors, CPU $PROXY_CPU %, CPU $LOAD_CPU %, load check):"
-    echo
-    sed 's/^/    /' "$ROWS"
-    echo
+    if ((RUN_ROUNDS)); then
+        echo "All runs (target, round, req/s, p99 ms, errors, CPU $PROXY_CPU %, CPU $LOAD_CPU %, load check):"
+        echo
+        sed 's/^/    /' "$ROWS"
+        echo
+    fi
     if [[ -s $ACCESS_ROWS ]]; then
         echo "Access logs after each measured run (target, round, lines in the file since that proxy started, lines Tollgate dropped; - for Envoy):"
         echo
@@ -1421,11 +1762,15 @@ REPORT="$RESULTS/latest.md"
         echo
         sed 's/^/    /' "$RL_COUNTS"
         echo
-        echo "Memory run, Tollgate's VmRSS once a second (seconds from the start of the load, MiB):"
-        echo
-        awk -v t0="$MEM_T0" '{ printf "    %+7.1f  %7.1f\n", $1 - t0, $2 / 1024 }' "$WORK/rss.txt"
-        echo
     fi
+    for kind in memory tokens; do
+        [[ -f $WORK/memory-$kind.vars ]] || continue
+        load_memory "$kind"
+        echo "$( [[ $kind == memory ]] && echo "Memory run" || echo "Token run"), Tollgate's VmRSS once a second (seconds from the start of the load, MiB):"
+        echo
+        awk -v t0="$MEM_T0" '{ printf "    %+7.1f  %7.1f\n", $1 - t0, $2 / 1024 }' "$MEM_RSS_FILE"
+        echo
+    done
     echo "<details><summary>raw wrk output</summary>"
     echo
     for f in "$WORK"/wrk-*.txt; do

@@ -31,7 +31,7 @@ install "${need[@]}"
 
 # The end-to-end tests' real peers from PyPI (grpcio), in a venv of the project's own.
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import grpc' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import grpc, h2' >/dev/null 2>&1; then
   echo "setting up $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/grpc/requirements.txt

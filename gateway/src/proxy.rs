@@ -194,6 +194,9 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         session.set_keepalive(Some(self.idle_timeout_secs));
+        // A client that stops reading (an HTTP/2 window left at zero, a full TCP window) must
+        // not hold its stream and the upstream connection behind it forever.
+        session.set_write_timeout(Some(std::time::Duration::from_secs(self.idle_timeout_secs)));
         let req = session.req_header();
         ctx.request_id = request_id(req);
         ctx.trace_id = crate::trace::trace_id(req);
