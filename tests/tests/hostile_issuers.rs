@@ -204,3 +204,74 @@ fn a_hostile_key_server_never_replaces_good_keys_or_stalls_other_callers() {
     );
     assert_eq!(b.requests(), 1, "b's key server was asked once, at start");
 }
+
+/// A discovery endpoint that starts naming another issuer: OpenID Connect Discovery §4.3 says
+/// its keys are not this issuer's. The fetch fails and the keys fetched before stay.
+#[test]
+fn a_discovery_document_that_changes_its_issuer_replaces_nothing() {
+    let (pem, jwks) = es256("d-1");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}");
+    let named = Arc::new(Mutex::new(issuer.clone()));
+    let requests = Arc::new(Mutex::new(0u32));
+    {
+        let (named, requests, issuer) = (named.clone(), requests.clone(), issuer.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let body = if head.starts_with("GET /.well-known/openid-configuration") {
+                    *requests.lock().unwrap() += 1;
+                    let named = named.lock().unwrap().clone();
+                    json!({ "issuer": named, "jwks_uri": format!("{issuer}/jwks") }).to_string()
+                } else {
+                    jwks.clone()
+                };
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+    }
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&format!(
+        "auth:\n  jwks: {{ refresh_interval: 1h, max_stale: 2h, min_refetch_interval: 1s }}\n  providers:\n    - {{ name: d, issuer: \"{issuer}\" }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u }}\n",
+        up.addr
+    ));
+    wait_until(Duration::from_secs(10), "the provider's keys", || {
+        gw.admin_get("/readyz").status == 200
+    });
+    let good = token(&pem, "d-1", &issuer);
+    assert_eq!(get(&gw, &good).0.status, 200);
+
+    *named.lock().unwrap() = "https://evil.test".to_owned();
+    let (stranger, _) = es256("d-unknown");
+    let probe = token(&stranger, "d-unknown", &issuer);
+    let before = *requests.lock().unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "a refetch of the discovery document",
+        || {
+            assert_eq!(get(&gw, &probe).0.status, 401);
+            *requests.lock().unwrap() > before
+        },
+    );
+    assert_eq!(
+        get(&gw, &good).0.status,
+        200,
+        "the keys fetched before stay"
+    );
+    assert_eq!(gw.metric("tollgate_jwks_keys{provider=\"d\"}"), Some(1.0));
+    assert!(
+        gw.metric("tollgate_jwks_refresh_total{provider=\"d\",result=\"error\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+}
