@@ -934,6 +934,24 @@ impl Redis {
         Redis::start_with(&[])
     }
 
+    /// The ACL options of a server whose `gateway` user has `password` and what the rate-limit
+    /// script needs, and whose default user (no password: the harness) may only PING and SCAN.
+    pub fn gateway_user(password: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--user", "default", "on", "nopass", "~*", "-@all", "+ping", "+scan",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend([
+            "--user".to_owned(),
+            "gateway".to_owned(),
+            "on".to_owned(),
+            format!(">{password}"),
+        ]);
+        args.extend(["~tollgate:*", "+@scripting", "+get", "+set", "+time"].map(str::to_owned));
+        args
+    }
+
     /// A server with more options, e.g. `--tls-port`; `PING` on the plain port must still
     /// answer without a password (the readiness check).
     pub fn start_with(args: &[&str]) -> Redis {

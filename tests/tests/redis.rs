@@ -147,7 +147,7 @@ fn rediss_with_a_private_ca_and_a_user_and_password_from_the_url() {
     make_certs(&dir);
     let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let tls_port = free_port().to_string();
-    let redis = Redis::start_with(&[
+    let tls = [
         "--tls-port",
         &tls_port,
         "--tls-cert-file",
@@ -158,25 +158,15 @@ fn rediss_with_a_private_ca_and_a_user_and_password_from_the_url() {
         &path("ca.pem"),
         "--tls-auth-clients",
         "no",
-        // The harness (no password) may only PING and SCAN; only the gateway's user counts.
-        "--user",
-        "default",
-        "on",
-        "nopass",
-        "~*",
-        "-@all",
-        "+ping",
-        "+scan",
-        "--user",
-        "gateway",
-        "on",
-        ">s3cret-pass",
-        "~tollgate:*",
-        "+@scripting",
-        "+get",
-        "+set",
-        "+time",
-    ]);
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let redis = Redis::start_with(
+        &tls.iter()
+            .chain(&Redis::gateway_user("s3cret-pass"))
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let up = Upstream::start("u");
     let with_tls = |url: &str, on_error: &str, ca: bool| {
         let tls = if ca {

@@ -52,24 +52,8 @@ routes:
 
 #[test]
 fn no_secret_or_token_appears_in_any_output() {
-    let gateway_user = format!(">{REDIS_PASSWORD}");
-    let redis = Redis::start_with(&[
-        // The harness (no password) may only PING and SCAN; the gateway's user counts.
-        "--user",
-        "default",
-        "on",
-        "nopass",
-        "~*",
-        "-@all",
-        "+ping",
-        "+scan",
-        "--user",
-        "gateway",
-        "on",
-        &gateway_user,
-        "~tollgate:*",
-        "+@all",
-    ]);
+    let acl = Redis::gateway_user(REDIS_PASSWORD);
+    let redis = Redis::start_with(&acl.iter().map(String::as_str).collect::<Vec<_>>());
     let up = Upstream::start("u");
     let env = [("HS_SECRET", HS_SECRET), ("API_KEY", API_KEY)];
     let gw = Gateway::start_with_env(&config(&up, redis.port, REDIS_PASSWORD), &env);
