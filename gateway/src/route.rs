@@ -96,10 +96,6 @@ fn request_host(req: &RequestHeader) -> Result<Option<String>, Denial> {
 /// smaller and answers 431 (RFC 6585 §5), and the connection is closed.
 fn header_size(gate: &Gate, req: &RequestHeader) -> Result<(), Denial> {
     let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target as u64 > gate.max_header_bytes {
-        // The request target alone is past the limit: RFC 9110 §15.5.15.
-        return Err(Denial::new(414, "uri_too_long", "the request target is too long").closing());
-    }
     let mut total = req.method.as_str().len() + target + 12;
     for (name, value) in req.headers.iter() {
         total += name.as_str().len() + value.len() + 4;
