@@ -170,6 +170,12 @@ fn oversized_headers_are_431_and_oversized_bodies_413() {
         "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
     ));
     assert_eq!(r.status, 431);
+    // A long request target counts into the head as well: 431 too (the contract's answer for a
+    // head past the limit).
+    let r = gw.send(&format!(
+        "GET /x?q={big} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 431);
     let body = "b".repeat(2048);
     let r = gw.send(&format!(
         "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
