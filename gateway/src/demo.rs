@@ -104,8 +104,16 @@ fn start(ports: &Ports) -> Result<(PathBuf, Tokens, tokio::runtime::Runtime), St
             key.token(&issuer, "carol", &["user"], "pro")?,
         ),
     ];
-    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // A new directory of our own (a random name, created here, only ours to read): nobody can
+    // have put a file or a link there first.
+    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", uuid::Uuid::new_v4().simple()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let path = dir.join("tollgate.yaml");
     std::fs::write(&path, config(ports, &issuer, echo))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

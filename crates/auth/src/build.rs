@@ -138,11 +138,7 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
             );
             continue;
         }
-        if tenancy.is_none() {
-            by_issuer.insert(config.issuer.to_string(), providers.len());
-        } else {
-            templates.push(providers.len());
-        }
+        let template = tenancy.is_some();
         let made = provider(
             config,
             tenancy,
@@ -152,7 +148,13 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
             report,
             &ctx,
         );
+        // Indexed only once built, so that an index always names its own provider.
         if let Some(provider) = made {
+            if template {
+                templates.push(providers.len());
+            } else {
+                by_issuer.insert(config.issuer.to_string(), providers.len());
+            }
             providers.push(provider);
         }
     }
@@ -189,6 +191,17 @@ fn tenancy(
         }
     };
     let Some(template) = template else {
+        if config
+            .jwks_uri
+            .as_ref()
+            .is_some_and(|u| u.contains(tenants::PLACEHOLDER))
+        {
+            report.error(
+                format!("{at}.jwks_uri"),
+                "{tenant} in jwks_uri needs an issuer with {tenant}",
+            );
+            return Err(());
+        }
         if config.tenants.is_some() || config.max_tenants.is_some() {
             report.error(
                 format!("{at}.tenants"),
@@ -253,6 +266,15 @@ fn tenancy(
             return Err(());
         }
         _ => {}
+    }
+    let discovery = per_tenant_keys(config) && config.jwks_uri.is_none();
+    if discovery && !(config.issuer.starts_with("https://") || config.issuer.starts_with("http://"))
+    {
+        report.error(
+            format!("{at}.issuer"),
+            "OIDC discovery (no key source given) needs an http(s) issuer URL",
+        );
+        return Err(());
     }
     Ok(Some((template, allowed)))
 }
@@ -337,7 +359,12 @@ fn provider(
     };
     let fingerprint = Fingerprint {
         issuer: config.issuer.to_string(),
-        tenants: tenancy.as_ref().map(|(_, a)| (a.clone(), max_tenants)),
+        // Only keys per tenant depend on the tenant list; shared keys do not (the list is
+        // checked on every request).
+        tenants: tenancy
+            .as_ref()
+            .filter(|_| per_tenant_keys(config))
+            .map(|(_, a)| (a.clone(), max_tenants)),
         jwks_uri: config.jwks_uri.as_ref().map(|u| u.to_string()),
         tls: config.tls.clone(),
         timing,
@@ -382,12 +409,7 @@ fn provider(
             tracing::warn!(provider = %name, "the HMAC secret is shorter than 32 bytes: easy to guess offline");
         }
         Keys::Static(Arc::new(KeySet::from_secret(secret.as_bytes())))
-    } else if let Some((template, allowed)) = tenancy.as_ref().filter(|_| {
-        config
-            .jwks_uri
-            .as_ref()
-            .is_none_or(|u| u.contains(tenants::PLACEHOLDER))
-    }) {
+    } else if let Some((template, allowed)) = tenancy.as_ref().filter(|_| per_tenant_keys(config)) {
         // Keys of each tenant's own: discovery per concrete issuer, or `jwks_uri` with
         // `{tenant}`.
         let source = match &config.jwks_uri {
@@ -497,6 +519,18 @@ fn provider(
         fingerprint,
         policy,
     })
+}
+
+/// Whether a template provider's tenants have keys of their own: discovery per tenant, or a
+/// `jwks_uri` with `{tenant}` (a static source or a plain `jwks_uri` is shared by all).
+fn per_tenant_keys(config: &ProviderConfig) -> bool {
+    config.jwks_file.is_none()
+        && config.public_key_file.is_none()
+        && config.secret.is_none()
+        && config
+            .jwks_uri
+            .as_ref()
+            .is_none_or(|u| u.contains(tenants::PLACEHOLDER))
 }
 
 fn error<T>(report: &mut Report<'_>, path: String, message: String) -> Option<T> {

@@ -366,13 +366,16 @@ impl Authenticator {
     /// The provider of an issuer: an exact one, else the multi-tenant provider whose template
     /// it fits (at most one can: overlapping providers are a config error), with the tenant.
     fn provider_of<'t>(&self, iss: &'t str) -> Option<(&Provider, Option<&'t str>)> {
-        if let Some(&i) = self.by_issuer.get(iss) {
-            return Some((&self.providers[i], None));
+        if let Some(p) = self.by_issuer.get(iss).and_then(|&i| self.providers.get(i)) {
+            return Some((p, None));
         }
+        // Two templates may fit one issuer when their tenant lists keep them apart: the
+        // provider is the one that accepts this tenant.
         self.templates.iter().find_map(|&i| {
-            let provider = &self.providers[i];
-            let (template, _) = provider.tenancy.as_ref()?;
-            template.tenant_of(iss).map(|t| (provider, Some(t)))
+            let provider = self.providers.get(i)?;
+            let (template, allowed) = provider.tenancy.as_ref()?;
+            let tenant = template.tenant_of(iss).filter(|t| allowed.contains(t))?;
+            Some((provider, Some(tenant)))
         })
     }
 
@@ -407,7 +410,9 @@ impl Authenticator {
                     Refusal::Unknown => not_accepted(),
                     Refusal::Outage(retry) => unavailable(provider, retry),
                 })?;
-                verify_remote(&remote, &token, provider, now).await?
+                let verified = verify_remote(&remote, &token, provider, now).await?;
+                tenants.touch(tenant);
+                verified
             }
             Keys::Pending => return Err(unavailable(provider, 1)),
         };
@@ -443,14 +448,18 @@ impl Authenticator {
             Keys::Static(keys) => keys.contains(entry.kid.as_deref(), entry.key_serial),
             Keys::Remote(remote) => has_key(remote.keys()),
             // Only while the tenant's issuer is in use: an evicted one is looked up again.
-            Keys::PerTenant(tenants) => has_key(
-                entry
-                    .identity
-                    .tenant
-                    .as_deref()
-                    .and_then(|t| tenants.existing(t))
-                    .and_then(|r| r.keys()),
-            ),
+            Keys::PerTenant(tenants) => {
+                let tenant = entry.identity.tenant.as_deref();
+                let found = has_key(
+                    tenant
+                        .and_then(|t| tenants.existing(t))
+                        .and_then(|r| r.keys()),
+                );
+                if let (true, Some(t)) = (found, tenant) {
+                    tenants.touch(t);
+                }
+                found
+            }
             Keys::Pending => false,
         };
         if !still_there {

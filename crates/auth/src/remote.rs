@@ -345,64 +345,93 @@ async fn fetch(
     client: &reqwest::Client,
     location: &Location,
 ) -> Result<(KeySet, usize), FetchError> {
-    let jwks_uri = match location {
-        Location::JwksUri(uri) => uri.clone(),
+    let (jwks_uri, discovered) = match location {
+        Location::JwksUri(uri) => (uri.clone(), false),
         Location::Discovery { issuer } => {
             let url = format!(
                 "{}/.well-known/openid-configuration",
                 issuer.trim_end_matches('/')
             );
+            let shown = shown(&url);
+            // What is not a discovery document for this issuer (an error page, a soft 404, a
+            // document for another issuer) says there is no such issuer here.
+            let not_an_issuer = |message: String| FetchError {
+                message,
+                not_found: true,
+            };
             let body = get(client, &url).await?;
             let doc: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|_| format!("discovery document at {url} is not JSON"))?;
+                .map_err(|_| not_an_issuer(format!("discovery document at {shown} is not JSON")))?;
             // OpenID Connect Discovery §4.3: the document must name the issuer it was fetched
             // for, or its keys could be another issuer's.
             if doc.get("issuer").and_then(|i| i.as_str()) != Some(issuer.as_str()) {
-                return Err(FetchError {
-                    message: format!("discovery document at {url} names another issuer"),
-                    not_found: true,
-                });
+                return Err(not_an_issuer(format!(
+                    "discovery document at {shown} names another issuer"
+                )));
             }
-            doc.get("jwks_uri")
+            let jwks_uri = doc
+                .get("jwks_uri")
                 .and_then(|u| u.as_str())
                 .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-                .ok_or_else(|| format!("discovery document at {url} has no http(s) jwks_uri"))?
-                .to_owned()
+                .ok_or_else(|| format!("discovery document at {shown} has no http(s) jwks_uri"))?
+                .to_owned();
+            (jwks_uri, true)
         }
     };
-    let body = get(client, &jwks_uri).await?;
-    KeySet::from_jwks(&body).map_err(|e| format!("{jwks_uri}: {e}").into())
+    // Once an issuer's discovery document is found, its key set failing is an outage.
+    let body = get(client, &jwks_uri).await.map_err(|e| FetchError {
+        not_found: e.not_found && !discovered,
+        ..e
+    })?;
+    KeySet::from_jwks(&body).map_err(|e| format!("{}: {e}", shown(&jwks_uri)).into())
+}
+
+/// A URL for a log line: without user, password and query, which may hold credentials.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
 }
 
 /// A GET with a size cap; redirects are not followed (the client is built that way), and any
 /// status but 200 is a failure.
 async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let shown = shown(url);
     let mut response = client
         .get(url)
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+        .map_err(|e| format!("{shown}: {}", without_url(&e)))?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError {
-            message: format!("{url}: HTTP {}", response.status().as_u16()),
-            not_found: response.status() == reqwest::StatusCode::NOT_FOUND,
+            message: format!("{shown}: HTTP {}", response.status().as_u16()),
+            // No such issuer (or tenant) there: 404 and 410, and 400 and 403 as IdPs answer
+            // for a tenant they do not know (Entra ID: 400).
+            not_found: matches!(response.status().as_u16(), 400 | 403 | 404 | 410),
         });
     }
     if response
         .content_length()
         .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
     {
-        return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
+        return Err(format!("{shown}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("{url}: {}", without_url(&e)))?
+        .map_err(|e| format!("{shown}: {}", without_url(&e)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
+            return Err(format!("{shown}: larger than {MAX_DOCUMENT_BYTES} bytes").into());
         }
         body.extend_from_slice(&chunk);
     }
@@ -426,4 +455,18 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn urls_in_log_lines_lose_their_credentials() {
+        assert_eq!(
+            shown("https://svc:s3cret@idp.example/keys?token=abc#x"),
+            "https://idp.example/keys"
+        );
+        assert_eq!(shown("not a url"), "(a URL that does not parse)");
+    }
 }

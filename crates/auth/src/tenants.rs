@@ -32,6 +32,8 @@ pub const MAX_TENANT_LEN: usize = 128;
 pub const PROBES: usize = 8;
 /// Names remembered as failed, at most (about 200 bytes each).
 pub const MAX_FAILED: usize = 10_000;
+/// How long a first lookup waits for one of the [`PROBES`] permits.
+const PERMIT_WAIT: Duration = Duration::from_secs(2);
 /// How long an issuer that failed with an outage (network error, 5xx) is not asked again.
 const OUTAGE_MEMORY: Duration = Duration::from_secs(1);
 
@@ -292,7 +294,8 @@ impl Tenants {
                         entry.key().clone(),
                         Live {
                             remote: entry.remote.clone(),
-                            used: AtomicU64::new(0),
+                            // In use before the reload: still more recent than unproven ones.
+                            used: AtomicU64::new(u64::from(entry.used.load(Ordering::Relaxed) > 0)),
                         },
                     );
                 }
@@ -329,7 +332,6 @@ impl Tenants {
     /// at a time, at most [`PROBES`] names at once).
     pub async fn remote(&self, tenant: &str) -> Result<Arc<Remote>, Refusal> {
         if let Some(live) = self.live.get(tenant) {
-            live.used.store(self.now_ms(), Ordering::Relaxed);
             return Ok(live.remote.clone());
         }
         if !self.allowed.contains(tenant) {
@@ -347,7 +349,10 @@ impl Tenants {
     }
 
     async fn probe(&self, tenant: &str) -> Result<Arc<Remote>, Refusal> {
-        let Ok(_permit) = self.permits.acquire().await else {
+        // Waiting behind a flood of lookups is bounded: then this tenant's issuer is as good as
+        // unreachable for now (503).
+        let Ok(Ok(_permit)) = tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await
+        else {
             return Err(Refusal::Outage(1));
         };
         // Another caller may have finished this name while this one waited for a permit.
@@ -394,13 +399,22 @@ impl Tenants {
                 None => break,
             }
         }
+        // Unproven until a token of it verifies ([`Tenants::touch`]): evicted before any tenant
+        // that has callers, so made-up but real names cannot push real tenants out.
         self.live.insert(
             tenant.to_owned(),
             Live {
                 remote,
-                used: AtomicU64::new(self.now_ms()),
+                used: AtomicU64::new(0),
             },
         );
+    }
+
+    /// A token of `tenant` verified (or was found in the cache): it is in use.
+    pub fn touch(&self, tenant: &str) {
+        if let Some(live) = self.live.get(tenant) {
+            live.used.store(self.now_ms().max(1), Ordering::Relaxed);
+        }
     }
 
     /// Listed tenants whose issuer has no keys yet (`/readyz`); always empty under `any`.

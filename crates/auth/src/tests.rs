@@ -383,6 +383,14 @@ fn config_problems_name_their_path() {
             "auth.providers[0].tenants",
         ),
         (
+            "    - { name: a, issuer: https://a/main, jwks_uri: 'https://a/{tenant}/keys' }",
+            "auth.providers[0].jwks_uri",
+        ),
+        (
+            "    - { name: a, issuer: 'ftp://a/{tenant}', tenants: any }",
+            "auth.providers[0].issuer",
+        ),
+        (
             "    - { name: a, issuer: https://a/main }\n    - { name: b, issuer: 'https://a/{tenant}', tenants: any }",
             "auth.providers[1].issuer",
         ),
@@ -523,3 +531,19 @@ fn a_template_provider_names_the_tenant_and_accepts_only_its_tenants() {
 mod forged;
 mod jwks;
 mod tokens;
+
+#[test]
+fn two_templates_with_disjoint_tenants_each_take_their_own() {
+    let auth = authenticator(&format!(
+        "auth:\n  providers:\n    - {{ name: one, issuer: 'https://kc.example/realms/{{tenant}}', tenants: [acme], secret: {SECRET} }}\n    - {{ name: two, issuer: 'https://kc.example/realms/{{tenant}}', tenants: [globex], secret: {SECRET} }}"
+    ))
+    .unwrap();
+    let token = |tenant: &str| {
+        let mut c = claims();
+        c["iss"] = json!(format!("https://kc.example/realms/{tenant}"));
+        hs256(&c)
+    };
+    assert_eq!(&*check(&auth, &token("acme")).unwrap().provider, "one");
+    assert_eq!(&*check(&auth, &token("globex")).unwrap().provider, "two");
+    assert_eq!(check(&auth, &token("initech")).unwrap_err().status, 401);
+}

@@ -232,14 +232,16 @@ impl Policy {
         };
         match &self.key {
             Key::Ip => ip(),
-            Key::Subject => id
-                .subject
-                .as_ref()
-                .map_or_else(ip, |s| format!("sub:{}:{s}", id.provider)),
-            Key::Client => id
-                .client
-                .as_ref()
-                .map_or_else(ip, |c| format!("client:{}:{c}", id.provider)),
+            // A subject or client is unique within its issuer only (OIDC Core §2): a tenant's
+            // issuer is one of many, so its tenant is part of the key.
+            Key::Subject => id.subject.as_ref().map_or_else(ip, |s| match &id.tenant {
+                Some(t) => format!("sub:{}:{t}:{s}", id.provider),
+                None => format!("sub:{}:{s}", id.provider),
+            }),
+            Key::Client => id.client.as_ref().map_or_else(ip, |c| match &id.tenant {
+                Some(t) => format!("client:{}:{t}:{c}", id.provider),
+                None => format!("client:{}:{c}", id.provider),
+            }),
             Key::ApiKey => match (&*id.provider, &id.client) {
                 (tollgate_auth::API_KEY, Some(key_id)) => format!("key:{key_id}"),
                 _ => ip(),
@@ -370,7 +372,10 @@ impl Bucket {
     /// at a time), or right here if keys arrive faster than that eviction frees them.
     fn make_room(&self, now: u64, len: usize) {
         if len >= HARD_MAX_KEYS {
-            self.store.evict(now);
+            // One request evicts; the others go on (the store may pass the cap by a few keys).
+            if let Ok(_one) = self.store.inline.try_lock() {
+                self.store.evict(now);
+            }
             return;
         }
         if self.store.evicting.swap(true, Ordering::AcqRel) {
@@ -378,8 +383,9 @@ impl Bucket {
         }
         let store = self.store.clone();
         let evict = move || {
+            // Cleared however the eviction ends, so that the next one can start.
+            let _done = Evicting(&store.evicting);
             store.evict(now);
-            store.evicting.store(false, Ordering::Release);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(evict)),
@@ -414,20 +420,35 @@ struct Store {
     tats: DashMap<String, u64>,
     /// Keys evicted because the store was full.
     evicted: AtomicU64,
-    /// An eviction is running.
+    /// A background eviction is running.
     evicting: AtomicBool,
+    /// Held by the one request that evicts in line at the hard cap.
+    inline: std::sync::Mutex<()>,
+}
+
+/// Clears the `evicting` flag when dropped.
+struct Evicting<'a>(&'a AtomicBool);
+
+impl Drop for Evicting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Store {
-    /// Brings the store under its cap: keys whose bucket is full again first (they hold no
-    /// information), then the tenth of the keys with the oldest TAT (touched longest ago).
+    /// Brings the store to nine tenths of its cap: keys whose bucket is full again first (they
+    /// hold no information), then the keys with the lowest TAT (the buckets closest to full
+    /// again: mostly the callers seen least recently).
     fn evict(&self, now: u64) {
         self.tats.retain(|_, tat| *tat > now);
         if self.tats.len() < MAX_KEYS {
             return;
         }
         let mut tats: Vec<u64> = self.tats.iter().map(|e| *e.value()).collect();
-        let cut = tats.len() / 10;
+        let cut = tats.len().saturating_sub(MAX_KEYS / 10 * 9);
+        if cut == 0 || cut >= tats.len() {
+            return;
+        }
         let (_, threshold, _) = tats.select_nth_unstable(cut);
         let threshold = *threshold;
         let before = self.tats.len();

@@ -182,3 +182,23 @@ fn a_tenant_key_is_shared_by_the_users_of_one_tenant() {
     // Without a tenant, by client IP.
     assert!(acquire(&p, &caller(&identity("dave", "x"))).allowed());
 }
+
+#[test]
+fn one_subject_in_two_tenants_is_two_callers() {
+    let p = policy("    key: subject\n    tiers:\n      - { name: all, limit: 1/minute }").unwrap();
+    let in_tenant = |tenant: &str| Identity {
+        tenant: Some(Arc::from(tenant)),
+        ..identity("same-sub", "x")
+    };
+    let (a, b) = (in_tenant("acme"), in_tenant("globex"));
+    let caller = |id| Caller {
+        identity: Some(id),
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    assert!(acquire(&p, &caller(&a)).allowed());
+    assert!(
+        acquire(&p, &caller(&b)).allowed(),
+        "globex's user is not acme's"
+    );
+    assert!(!acquire(&p, &caller(&a)).allowed());
+}
