@@ -65,13 +65,11 @@ pub fn parse(text: &str) -> Result<Loaded, Problems> {
                     None => p,
                 })
                 .filter(|p| !p.is_empty() && p != "." && p != "?")
-                // A key that is the empty string is an empty segment: shown as `""`.
-                .map(|p| {
-                    let p = p.replace("..", ".\"\".");
-                    match p.strip_suffix('.') {
-                        Some(head) => format!("{head}.\"\""),
-                        None => p,
-                    }
+                // A last key that is the empty string is an empty last segment: shown as `""`.
+                // (Keys may contain dots themselves, so nothing inside the path is rewritten.)
+                .map(|p| match p.strip_suffix('.') {
+                    Some(head) => format!("{head}.\"\""),
+                    None => p,
                 });
             let line = path
                 .as_deref()
