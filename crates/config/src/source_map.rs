@@ -4,10 +4,14 @@
 
 use granit_parser::{Event, Parser};
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
+/// Built on the first question: a config without problems (every reload of a good file) never
+/// parses its YAML a second time for line numbers.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
-    lines: HashMap<String, usize>,
+    text: Arc<str>,
+    lines: OnceLock<HashMap<String, usize>>,
 }
 
 enum Frame {
@@ -16,9 +20,17 @@ enum Frame {
 }
 
 impl SourceMap {
+    /// The map of `text`, made when a line is first asked for.
+    pub fn build(text: &str) -> SourceMap {
+        SourceMap {
+            text: text.into(),
+            lines: OnceLock::new(),
+        }
+    }
+
     /// Records the line of every mapping key and sequence item. Parse errors are left to the
     /// deserializer, which reports them with their own location.
-    pub fn build(text: &str) -> SourceMap {
+    fn lines_of(text: &str) -> HashMap<String, usize> {
         let mut lines = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         for event in Parser::new_from_str(text) {
@@ -67,14 +79,15 @@ impl SourceMap {
                 _ => {}
             }
         }
-        SourceMap { lines }
+        lines
     }
 
     /// The line of `path`, or of its nearest ancestor that the file spells out.
     pub fn line(&self, path: &str) -> Option<usize> {
+        let lines = self.lines.get_or_init(|| Self::lines_of(&self.text));
         let mut p = path;
         loop {
-            if let Some(line) = self.lines.get(p) {
+            if let Some(line) = lines.get(p) {
                 return Some(*line);
             }
             let cut = p.rfind(['.', '['])?;
