@@ -117,6 +117,8 @@ fn tenants(gate: &Gate) -> Answer {
 fn before_scrape(gate: &Gate, metrics: &Metrics) {
     let (hits, misses) = gate.auth.cache().counts();
     metrics.token_cache(hits, misses);
+    // Providers a reload removed leave no series behind.
+    metrics.clear_tenants();
     for p in gate.auth.providers() {
         if let Some(t) = p.tenants() {
             let states = t.states();

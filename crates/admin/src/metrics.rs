@@ -241,6 +241,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Drops every `tollgate_tenants` series (before they are set again for a scrape).
+    pub fn clear_tenants(&self) {
+        self.tenants.reset();
+    }
+
     /// The concrete issuers of a multi-tenant provider: in use, and with keys now.
     pub fn tenants(&self, provider: &str, in_use: usize, with_keys: usize) {
         self.tenants
