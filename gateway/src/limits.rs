@@ -2,8 +2,8 @@
 //! fine print: `Limit` is the burst, `Reset` and `Retry-After` whole seconds rounded up).
 //!
 //! A request keeps only the headline verdict's numbers ([`Headline`], two small `Copy`
-//! structs); the header values are written straight into the response, with no strings built
-//! on the way for the common case of an admitted request.
+//! structs); the three numeric values go into the response as header values directly, and only
+//! `RateLimit-Policy` is formatted, once per response.
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;

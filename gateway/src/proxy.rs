@@ -140,9 +140,10 @@ impl Gateway {
             for v in &verdicts {
                 self.metrics.ratelimit(&v.policy, &v.tier, v.allowed());
             }
-            ctx.tier = verdicts.first().map(|v| v.tier.clone());
-            if let Some(v) = tollgate_ratelimit::headline(&verdicts) {
-                ctx.tier = Some(v.tier.clone());
+            // `$tier`: the headline's, or the first policy's when every tier is unlimited.
+            let headline = tollgate_ratelimit::headline(&verdicts);
+            ctx.tier = headline.or(verdicts.first()).map(|v| v.tier.clone());
+            if let Some(v) = headline {
                 ctx.ratelimit = crate::limits::Headline::of(v);
                 if !v.allowed() {
                     // The `RateLimit-*` headers are added with every refusal's, below.

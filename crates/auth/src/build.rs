@@ -159,10 +159,7 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
         }
     }
 
-    let api_keys = auth
-        .api_keys
-        .as_ref()
-        .and_then(|k| api_keys(k, &names, report));
+    let api_keys = auth.api_keys.as_ref().and_then(|k| api_keys(k, report));
     let cache = ctx.previous.map_or_else(
         || Arc::new(TokenCache::new(CACHE_ENTRIES)),
         |p| p.cache.clone(),
@@ -671,12 +668,7 @@ fn client(
     }
 }
 
-fn api_keys(
-    config: &tollgate_config::ApiKeys,
-    providers: &HashSet<&str>,
-    report: &mut Report<'_>,
-) -> Option<ApiKeys> {
-    let _ = providers;
+fn api_keys(config: &tollgate_config::ApiKeys, report: &mut Report<'_>) -> Option<ApiKeys> {
     let header_text = config.header.as_ref().map_or("X-API-Key", |h| h.as_str());
     let header = match HeaderName::from_bytes(header_text.as_bytes()) {
         Ok(h) if h != http::header::AUTHORIZATION => h,

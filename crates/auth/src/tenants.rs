@@ -449,14 +449,6 @@ impl Tenants {
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         out
     }
-
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
 }
 
 impl Factory {
