@@ -18,19 +18,10 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-30}
 CONNECTIONS=${CONNECTIONS:-32}
-log() { echo "[chaos] $*" >&2; }
-for tool in wrk redis-server redis-cli; do
-  command -v "$tool" >/dev/null || { log "$tool is missing: run bench/run.sh once (it installs it)"; exit 1; }
-done
+NAME=chaos
+. bench/common.sh
+need wrk redis-server redis-cli
 [ -x bench/.venv/bin/python ] || { log "bench/.venv is missing: run bench/run.sh once"; exit 1; }
-cargo build --release -q -p tollgate -p tollgate-echo
-bin=target/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 p_redis=$(free_port); p_jwks=$(free_port); p_a=$(free_port); p_b=$(free_port)
 p_http=$(free_port); p_admin=$(free_port)
 

@@ -21,17 +21,9 @@ PROVIDERS=${PROVIDERS:-20}
 RELOADS=${RELOADS:-20}
 DURATION=${DURATION:-10s}
 
-log() { echo "[ops] $*" >&2; }
-command -v wrk >/dev/null || { log "wrk is missing: run bench/run.sh once (it installs it)"; exit 1; }
-cargo build --release -q -p tollgate -p tollgate-echo
-bin=target/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+NAME=ops
+. bench/common.sh
+need wrk
 ms_now() { date +%s%N | cut -b1-13; }
 
 # A JWKS on loopback (one RSA key; nothing is verified here, the keys only have to load).
