@@ -75,8 +75,9 @@
 #               the route with `allow: { roles: [user] }`, `rate_limit: daily` (key subject,
 #               one tier of TOK_LIMIT) and the same three forward_headers). Its stdout,
 #               the access log, goes to a file in the temporary dir for every target;
-#        CPU 0: Envoy (--concurrency 1, one route prefix "/", no stats; no access log but for
-#               full; for jwt `envoy.filters.http.jwt_authn` before the router: provider
+#        CPU 0: Envoy (--concurrency 1, one route prefix "/", no stats; a file access log in
+#               JSON with Tollgate's keys (ENVOY_LOG=none: none but for full); for jwt
+#               `envoy.filters.http.jwt_authn` before the router: provider
 #               `bench` with remote_jwks through a STATIC cluster `jwks`, cache_duration 300s,
 #               async_fetch, jwt_cache_config { jwt_cache_size: 100 }, forward: false; prefix
 #               "/" requires it; for full the same with full-<alg>.json, jwt_cache_size 50000
@@ -84,7 +85,7 @@
 #               email and plan, then `envoy.filters.http.rbac` (a sourced_metadata principal:
 #               the payload's roles list holds "user"), `envoy.filters.http.local_ratelimit`
 #               (one bucket of 100000000 a second, enabled and enforced 100%, x-ratelimit
-#               headers) and the file access log, default format, in the temporary dir)
+#               headers) and the file access log in the temporary dir)
 #      Only one proxy runs at a time: each is stopped before the next one starts. For jwt and
 #      full, before measuring, Tollgate's /readyz must answer 200 (keys fetched) and, for each
 #      proxy, the token must get 200 while no token and a token with a broken signature get
@@ -157,6 +158,10 @@
 #   TOK_LIMIT=100/day tokens: the limit per subject (one request each: never refused; a limit
 #                     of N/day keeps a subject's bucket for 86400/N s; 100000000/second would
 #                     let the 10-second sweep drop every subject instead)
+#   ENVOY_LOG=file    file: Envoy writes an access log to a file in every scenario, one JSON
+#                     line per request with the keys of Tollgate's (which always writes one, to
+#                     a file here), so both proxies do the same work; none: Envoy logs only in
+#                     full (the setup of the runs before 2026-11-23 19:00 UTC)
 #   SKIP_BUILD=1      use the existing target/release binaries
 #   RESULTS=DIR       where latest.md goes (default bench/results)
 #   RUST_LOG=info     passed to Tollgate
@@ -179,6 +184,8 @@ MEM_SETTLE=${MEM_SETTLE:-25}
 TOK_LIMIT=${TOK_LIMIT:-100/day}
 ALGS=${ALGS:-RS256 ES256 EdDSA}
 N_TOKENS=${N_TOKENS:-10000}
+ENVOY_LOG=${ENVOY_LOG:-file}
+[[ $ENVOY_LOG == file || $ENVOY_LOG == none ]] || { echo "ENVOY_LOG must be file or none" >&2; exit 2; }
 
 PROXY_CPU=0     # Tollgate / Envoy
 LOAD_CPU=1      # wrk and the upstream
@@ -727,13 +734,30 @@ static_resources:
                 stat_prefix: bench
                 codec_type: HTTP1
 EOF
-    if ((full)); then
+    if ((full)) || [[ $ENVOY_LOG == file ]]; then
+        # One JSON line per request with the keys of Tollgate's access log, as near as Envoy's
+        # command operators come (auth: why the answer was given, e.g. via_upstream or
+        # jwt_verify_fails; subject: the payload's sub when jwt_authn put it in the metadata).
         cat <<EOF
                 access_log:
                   - name: envoy.access_loggers.file
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
                       path: "$EN_ACCESS_LOG"
+                      log_format:
+                        json_format:
+                          ts: "%START_TIME%"
+                          method: "%REQ(:METHOD)%"
+                          path: "%REQ(:PATH)%"
+                          status: "%RESPONSE_CODE%"
+                          route: "%ROUTE_NAME%"
+                          upstream: "%UPSTREAM_CLUSTER%"
+                          provider: "$([[ $1 == none ]] && echo - || echo bench)"
+                          subject: "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)%"
+                          tier: "-"
+                          auth: "%RESPONSE_CODE_DETAILS%"
+                          latency_ms: "%DURATION%"
+                          request_id: "%REQ(X-REQUEST-ID)%"
 EOF
     fi
     cat <<EOF
@@ -1233,7 +1257,7 @@ measure() {
         esac
     else
         run_wrk "$name" "http://127.0.0.1:$P_ENVOY/" "$round" "${args[@]}"
-        [[ $kind == full-* ]] && access_log_check "$name" "$round" "$EN_ACCESS_LOG"
+        [[ $kind == full-* || $ENVOY_LOG == file ]] && access_log_check "$name" "$round" "$EN_ACCESS_LOG"
     fi
     [[ -n ${5:-} ]] && rotation_counts "$name" "$round"
     if [[ $proxy == tollgate ]]; then forget_pid "$TG_PID"; else forget_pid "$ENVOY_PID"; fi

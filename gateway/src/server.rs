@@ -105,6 +105,13 @@ pub fn run(path: PathBuf, upgrade: bool, watch: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let retired = match crate::reload::Retired::start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the thread that drops replaced configs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let reloader = Arc::new(Reloader {
         path: path.clone(),
         gate: gate.clone(),
@@ -112,6 +119,7 @@ pub fn run(path: PathBuf, upgrade: bool, watch: bool) -> ExitCode {
         runtime: background.handle().clone(),
         restart_only: crate::reload::restart_only(file),
         last: std::sync::Mutex::new(None),
+        retired,
     });
     if let Err(e) = reloader.on_sighup() {
         eprintln!("error: cannot install the SIGHUP handler: {e}");
