@@ -18,6 +18,16 @@
 #         policy that never bites (`tollgate-local`, target >= 0.95x `tollgate` req/s) and with
 #         the same policy on Redis (`tollgate-redis`, reported, no target); then, once, the
 #         memory of a local limit hit by 1,000,000 distinct callers (target: RSS < 256 MiB);
+# and HTTP/2 (issue 10), gRPC-shaped:
+#   h2    both proxies accept cleartext HTTP/2 with prior knowledge (Tollgate `listen.h2c`,
+#         Envoy codec AUTO) and speak it to the upstream too (Tollgate `protocol: http2`, Envoy
+#         `http2_protocol_options`); h2load (Debian nghttp2-client) sends gRPC-shaped unary
+#         calls: POST /bench.Echo/Unary, `content-type: application/grpc`, `te: trailers`, a
+#         body of one 16-byte length-prefixed message, over H2_CONNECTIONS connections with
+#         H2_STREAMS streams each in flight (4 x 8: the 32 requests in flight of the HTTP/1.1
+#         runs). Targets: the upstream directly (`upstream-h2`), no policy (`tollgate-h2`,
+#         `envoy-h2`) and the full policy of the first algorithm of ALGS (`tollgate-h2-full-rs256`,
+#         `envoy-h2-full-rs256`); reported with the ratios, no target of its own;
 # and one more, also of Tollgate alone (issue 10), that `all` runs too (about 2 minutes):
 #   tokens  the memory of 1,000,000 distinct bearer tokens and subjects (target: RSS < 256 MiB):
 #         one provider with an HS256 `secret` (made for the run, given to Tollgate as the
@@ -36,6 +46,7 @@
 #     SCENARIO=ratelimit ROUNDS=3 bench/run.sh
 #     SCENARIO=full ROUNDS=3 bench/run.sh       # ALGS="RS256 ES256 EdDSA" N_TOKENS=10000
 #     SCENARIO=tokens bench/run.sh              # MEM_REQUESTS=1000000 TOK_LIMIT=100/day
+#     SCENARIO=h2 ROUNDS=3 bench/run.sh         # H2_CONNECTIONS=4 H2_STREAMS=8
 #
 # What it does:
 #   1. installs what is missing: Debian `wrk` (and curl, util-linux, python3-venv if absent;
@@ -158,6 +169,8 @@
 #   TOK_LIMIT=100/day tokens: the limit per subject (one request each: never refused; a limit
 #                     of N/day keeps a subject's bucket for 86400/N s; 100000000/second would
 #                     let the 10-second sweep drop every subject instead)
+#   H2_CONNECTIONS=4  h2: h2load connections
+#   H2_STREAMS=8      h2: streams in flight per connection (h2load -m)
 #   ENVOY_LOG=file    file: Envoy writes an access log to a file in every scenario, one JSON
 #                     line per request with the keys of Tollgate's (which always writes one, to
 #                     a file here), so both proxies do the same work; none: Envoy logs only in
@@ -185,6 +198,10 @@ TOK_LIMIT=${TOK_LIMIT:-100/day}
 ALGS=${ALGS:-RS256 ES256 EdDSA}
 N_TOKENS=${N_TOKENS:-10000}
 ENVOY_LOG=${ENVOY_LOG:-file}
+H2_CONNECTIONS=${H2_CONNECTIONS:-4}
+H2_STREAMS=${H2_STREAMS:-8}
+H2_PATH=bench.Echo/Unary   # after the URL's /
+H2=                        # non-empty while the h2 targets are measured
 [[ $ENVOY_LOG == file || $ENVOY_LOG == none ]] || { echo "ENVOY_LOG must be file or none" >&2; exit 2; }
 
 PROXY_CPU=0     # Tollgate / Envoy
@@ -206,15 +223,16 @@ RESULTS=${RESULTS:-$BENCH/results}
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
-RUN_NONE=0 RUN_JWT=0 RUN_RL=0 RUN_FULL=0 RUN_TOK=0
+RUN_NONE=0 RUN_JWT=0 RUN_RL=0 RUN_FULL=0 RUN_TOK=0 RUN_H2=0
 case $SCENARIO in
     none) RUN_NONE=1 ;;
     jwt) RUN_JWT=1 ;;
     ratelimit) RUN_RL=1 ;;
     full) RUN_FULL=1 ;;
     tokens) RUN_TOK=1 ;;
-    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 RUN_TOK=1 ;;
-    *) die "SCENARIO must be none, jwt, ratelimit, full, tokens or all, not '$SCENARIO'" ;;
+    h2) RUN_H2=1 ;;
+    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 RUN_TOK=1 RUN_H2=1 ;;
+    *) die "SCENARIO must be none, jwt, ratelimit, full, tokens, h2 or all, not '$SCENARIO'" ;;
 esac
 [[ $TOK_LIMIT =~ ^[1-9][0-9]*/(second|minute|hour|day)$ ]] ||
     die "TOK_LIMIT must be N/second, N/minute, N/hour or N/day, not '$TOK_LIMIT'"
@@ -285,6 +303,7 @@ install_debs() {
     command -v curl >/dev/null || missing+=(curl)
     command -v taskset >/dev/null || missing+=(util-linux)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+    ((RUN_H2)) && { command -v h2load >/dev/null || missing+=(nghttp2-client); }
     if ((RUN_RL)); then
         command -v redis-server >/dev/null || missing+=(redis-server)
         command -v redis-cli >/dev/null || missing+=(redis-tools)
@@ -322,9 +341,9 @@ install_pyjwt() {
 
 install_debs
 ENVOY=    # only none, jwt and full run Envoy
-if ((RUN_NONE || RUN_JWT || RUN_FULL)); then
+if ((RUN_NONE || RUN_JWT || RUN_FULL || RUN_H2)); then
     install_envoy
-    ((RUN_JWT || RUN_FULL)) && install_pyjwt
+    ((RUN_JWT || RUN_FULL || RUN_H2)) && install_pyjwt
     log "envoy $(envoy_version): $ENVOY"
 fi
 
@@ -438,6 +457,7 @@ wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }   # the answered req
 ROWS="$WORK/rows"
 : >"$ROWS"
 run_wrk() {
+    if [[ -n $H2 ]]; then run_h2load "$@"; return; fi
     local name=$1 url=$2 round=$3 out="$WORK/wrk-$1-$3.txt" rps p99 errs a b used quiet=clean
     local opts=() after=() shown= arg
     shift 3
@@ -466,9 +486,48 @@ run_wrk() {
     log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"
 }
 
+# run_h2load NAME URL ROUND [-H HEADER]: as run_wrk, for the h2 targets: first a gRPC-shaped call
+# with curl over h2c that must get 200 with HTTP/2 on both legs (the echo upstream reports the
+# version it was spoken to in), then h2load's warm-up, load check, measured run (its per-request
+# log gives the p99) and load check after. Appends the same row to $ROWS; its errors are
+# h2load's failed requests (errors and non-2xx/3xx answers).
+H2_BODY="$WORK/h2-body.bin"
+# One gRPC message: not compressed (0), length 16 (big-endian), then 16 bytes.
+printf '\x00\x00\x00\x00\x10%s' 0123456789abcdef >"$H2_BODY"
+run_h2load() {
+    local name=$1 url=$2$H2_PATH round=$3 out="$WORK/wrk-$1-$3.txt" lat="$WORK/h2-$1-$3.log"
+    local rps p99 errs a b used quiet=clean got shown=
+    shift 3
+    local opts=(-t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -d "$H2_BODY"
+        -H 'content-type: application/grpc' -H 'te: trailers' "$@")
+    (($#)) && shown=" -H '${2%% *} ...'"
+    got=$(curl -s --http2-prior-knowledge --max-time 5 -o "$WORK/h2-check.json" -w '%{http_version} %{http_code}' \
+        -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$H2_BODY" "$@" "$url" || true)
+    [[ $got == "2 200" ]] && grep -q '"version":"HTTP/2.0"' "$WORK/h2-check.json" ||
+        die "$name: a call over h2c got '$got' (expected '2 200', and HTTP/2 upstream): $(head -c 300 "$WORK/h2-check.json" 2>/dev/null)"
+    log "  $name: 200 over h2c, and the upstream was spoken to in HTTP/2"
+    taskset -c "$LOAD_CPU" h2load "${opts[@]}" -D "$WARMUP" "$url" >"$WORK/warmup-$name-$round.txt"
+    wait_quiet "before $name (round $round)" || quiet=busy
+    log "measuring $name (round $round): h2load -t1 -c$H2_CONNECTIONS -m$H2_STREAMS -D $DURATION$shown (POST /$H2_PATH)"
+    a=$(cpu_snap)
+    taskset -c "$LOAD_CPU" h2load "${opts[@]}" -D "$DURATION" --log-file="$lat" "$url" >"$out"
+    b=$(cpu_snap)
+    used=$(cpu_used "$a" "$b")
+    BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || quiet=busy
+    # "finished in 8.00s, 31234.56 req/s, 3.05MB/s"
+    rps=$(awk '$1 == "finished" { for (i = 1; i < NF; i++) if ($(i + 1) == "req/s,") print $i }' "$out")
+    # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+    errs=$(awk '$1 == "requests:" { for (i = 2; i < NF; i++) if ($(i + 1) ~ /^failed/) print $i }' "$out")
+    # The log: start (us since the epoch), status, microseconds to the end of the response.
+    p99=$(cut -f3 "$lat" | sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; if (NR) printf "%.2f", v[i] / 1000 }')
+    [[ -n $rps && -n $p99 && -n $errs ]] || die "could not parse h2load output for $name: $(cat "$out")"
+    echo "$name $round $rps $p99 $errs $used $quiet" >>"$ROWS"
+    log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"
+}
+
 # --- 3/4. the tokens and JWKS (jwt, full), the upstream, then each proxy in turn ---------------
 read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS P_REDIS <<<"$(free_ports 6)"
-log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT || RUN_FULL)) && echo ", jwks $P_JWKS")$( ((RUN_RL)) && echo ", redis $P_REDIS")"
+log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT || RUN_FULL || RUN_H2)) && echo ", jwks $P_JWKS")$( ((RUN_RL)) && echo ", redis $P_REDIS")"
 
 taskset -c "$LOAD_CPU" "$ECHO_BIN" "127.0.0.1:$P_ECHO" bench-echo 2>"$WORK/echo.err" &
 PIDS+=($!)
@@ -512,7 +571,7 @@ auth_for() {
     BAD_AUTH="Authorization: Bearer ${token%.*}.$bad${sig:1}"
 }
 
-if ((RUN_JWT || RUN_FULL)); then
+if ((RUN_JWT || RUN_FULL || RUN_H2)); then
     # The keys stay in mint.py's memory; only the JWKS (served) and the tokens (read here) are
     # written, the JWKS in a directory of their own so that the server shows nothing else.
     mkdir "$WORK/jwks"
@@ -522,10 +581,12 @@ if ((RUN_JWT || RUN_FULL)); then
         log "minted an RS256 token ($(wc -c <"$WORK/jwt.token") bytes, kid bench-1) for jwt"
         kinds+=(jwt)
     fi
-    if ((RUN_FULL)); then
+    if ((RUN_FULL || RUN_H2)); then
+        # h2 alone needs the first algorithm's token only.
         for i in "${!ALGS[@]}"; do
+            ((RUN_FULL || i == 0)) || continue
             alg=${ALGS[i]} kind=${FULL_KINDS[i]} more=()
-            [[ $kind == "$ROTATE_KIND" ]] && more=(--tokens "$WORK/$kind.tokens" --count "$N_TOKENS")
+            [[ $kind == "$ROTATE_KIND" ]] && ((RUN_FULL)) && more=(--tokens "$WORK/$kind.tokens" --count "$N_TOKENS")
             "$VENV/bin/python" "$BENCH/mint.py" --full --alg "$alg" --kid "bench-${alg,,}" \
                 --guest "$WORK/$kind.guest" "${more[@]}" "$WORK/jwks/$kind.json" "$WORK/$kind.token"
             log "minted $alg tokens ($(wc -c <"$WORK/$kind.token") bytes, kid bench-${alg,,}) for $kind: roles [user], and [guest]$( ((${#more[@]})) && echo "; $N_TOKENS more in rotation")"
@@ -606,12 +667,16 @@ EOF
     cat <<EOF
 listen:
   http: "127.0.0.1:$P_TG"
+EOF
+    [[ -n $H2 ]] && echo "  h2c: true"
+    cat <<EOF
 admin:
   listen: "127.0.0.1:$P_ADMIN"
 upstreams:
   echo:
     targets: ["127.0.0.1:$P_ECHO"]
 EOF
+    [[ -n $H2 ]] && echo "    protocol: http2"
     case $1 in
         jwt | full-*)
             cat <<EOF
@@ -732,7 +797,7 @@ static_resources:
               typed_config:
                 "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
                 stat_prefix: bench
-                codec_type: HTTP1
+                codec_type: $([[ -n $H2 ]] && echo AUTO || echo HTTP1)
 EOF
     if ((full)) || [[ $ENVOY_LOG == file ]]; then
         # One JSON line per request with the keys of Tollgate's access log, as near as Envoy's
@@ -853,6 +918,14 @@ EOF
               - endpoint:
                   address: { socket_address: { address: 127.0.0.1, port_value: $P_ECHO } }
 EOF
+    if [[ -n $H2 ]]; then
+        cat <<EOF
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+EOF
+    fi
     if [[ $1 == jwt ]] || ((full)); then
         cat <<EOF
     - name: jwks
@@ -874,8 +947,7 @@ EOF
 
 # Both proxies write their access log to a file beside the other temporary files (on the disk
 # of $WORK, not /dev/null), so that its cost counts. Tollgate always logs (stdout); Envoy logs
-# in full only (the none and jwt scenarios keep it without an access log). Each start empties
-# the file.
+# in every scenario too (ENVOY_LOG=none: in full only). Each start empties the file.
 TG_ACCESS_LOG="$WORK/tollgate-access.log"
 EN_ACCESS_LOG="$WORK/envoy-access.log"
 
@@ -883,6 +955,13 @@ for kind in none jwt local redis memory tokens "${FULL_KINDS[@]}"; do
     tollgate_config "$kind" >"$WORK/tollgate-$kind.yaml"
 done
 for kind in none jwt "${FULL_KINDS[@]}"; do envoy_config "$kind" >"$WORK/envoy-$kind.yaml"; done
+# h2: the same configs of no policy and of the first algorithm's full policy, over HTTP/2.
+H2=1
+for kind in none "$ROTATE_KIND"; do
+    tollgate_config "$kind" >"$WORK/tollgate-h2-$kind.yaml"
+    envoy_config "$kind" >"$WORK/envoy-h2-$kind.yaml"
+done
+H2=
 
 # jwks_fetches NAME: how many times the JWKS server has served /NAME so far.
 jwks_fetches() { grep -c "GET /$1 " "$WORK/jwks.err" || true; }
@@ -967,7 +1046,7 @@ redis_script_calls() {
 
 ENVOY_PID=
 start_tollgate() {  # start_tollgate KIND (of tollgate_config); sets AUTH and the rest (auth_for)
-    local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate-$1.yaml" fetches=0 calls m
+    local url="http://127.0.0.1:$P_TG/" config="$WORK/tollgate${H2:+-h2}-$1.yaml" fetches=0 calls m
     local env=(RUST_LOG="${RUST_LOG:-info}")
     auth_for "$1"
     [[ -n $JWKS_NAME ]] && fetches=$(jwks_fetches "$JWKS_NAME")
@@ -1037,7 +1116,7 @@ start_envoy() {  # start_envoy none|jwt|full-ALG; sets AUTH and the rest (auth_f
     auth_for "$1"
     [[ -n $AUTH ]] && fetches=$(jwks_fetches "$JWKS_NAME")
     : >"$EN_ACCESS_LOG"
-    taskset -c "$PROXY_CPU" "$ENVOY" -c "$WORK/envoy-$1.yaml" --concurrency 1 -l error \
+    taskset -c "$PROXY_CPU" "$ENVOY" -c "$WORK/envoy${H2:+-h2}-$1.yaml" --concurrency 1 -l error \
         --disable-hot-restart 2>"$WORK/envoy.err" &
     ENVOY_PID=$!
     PIDS+=("$ENVOY_PID")
@@ -1273,9 +1352,10 @@ measure_once() {
 
 # --- 5/6. measure --------------------------------------------------------------------------------
 # tokens alone measures no throughput: no rounds.
-RUN_ROUNDS=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL))
+RUN_ROUNDS=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL || RUN_H2))
+RUN_H1=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL))
 for ((round = 1; RUN_ROUNDS && round <= ROUNDS; round++)); do
-    run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
+    ((RUN_H1)) && run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
     if ((RUN_NONE)); then
         measure tollgate tollgate none "$round"
         measure envoy envoy none "$round"
@@ -1299,6 +1379,15 @@ for ((round = 1; RUN_ROUNDS && round <= ROUNDS; round++)); do
                 "$WORK/$ROTATE_KIND.tokens"
         done
     fi
+    if ((RUN_H2)); then
+        H2=1
+        run_wrk upstream-h2 "http://127.0.0.1:$P_ECHO/" "$round"
+        measure tollgate tollgate-h2 none "$round"
+        measure envoy envoy-h2 none "$round"
+        measure tollgate "tollgate-h2-$ROTATE_KIND" "$ROTATE_KIND" "$round"
+        measure envoy "envoy-h2-$ROTATE_KIND" "$ROTATE_KIND" "$round"
+        H2=
+    fi
 done
 if ((RUN_RL)); then
     memory_run memory
@@ -1321,7 +1410,8 @@ pick() {
     errors=$(awk '{ n += $5 } END { print n }' <<<"$rows")
     awk -v p="$median_p99" -v e="$errors" '{ $4 = p; $5 = e; print }' <<<"$median_run"
 }
-read -r _ _ UP_RPS UP_P99 UP_ERR UP_C0 UP_C1 UP_Q <<<"$(pick upstream)"
+UP_RPS= UP_P99= UP_ERR= UP_C0= UP_C1= UP_Q=
+((RUN_H1)) && read -r _ _ UP_RPS UP_P99 UP_ERR UP_C0 UP_C1 UP_Q <<<"$(pick upstream)"
 pct() { awk -v a="$1" -v b="$UP_RPS" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 
 # medians_note: under a table, what its rows are when there were several rounds; a blank line.
@@ -1621,6 +1711,36 @@ tokens_table() {
     echo
 }
 
+# h2_section: the tables of the h2 scenario on stdout, each row's share of the upstream measured
+# directly over h2 (upstream-h2).
+h2_section() {
+    local up=("$UP_RPS" "$UP_P99" "$UP_ERR" "$UP_C0" "$UP_C1" "$UP_Q") alg=${ALGS[0]}
+    read -r _ _ UP_RPS UP_P99 UP_ERR UP_C0 UP_C1 UP_Q <<<"$(pick upstream-h2)"
+    echo "## HTTP/2, gRPC-shaped (SCENARIO=h2)"
+    echo
+    echo "Cleartext HTTP/2 with prior knowledge on both legs: Tollgate with \`listen.h2c: true\` and the"
+    echo "upstream's \`protocol: http2\`, Envoy with \`codec_type: AUTO\` and \`http2_protocol_options\` on the"
+    echo "upstream cluster; the echo upstream (hyper) speaks both. h2load -t1 -c$H2_CONNECTIONS -m$H2_STREAMS (so"
+    echo "$((H2_CONNECTIONS * H2_STREAMS)) streams in flight, as the $CONNECTIONS connections of the HTTP/1.1 runs) sends unary"
+    echo "gRPC-shaped calls: \`POST /$H2_PATH\` with \`content-type: application/grpc\`, \`te: trailers\`"
+    echo "and one length-prefixed 16-byte message (the echo answers JSON, not gRPC: the proxies"
+    echo "neither know nor care). Before measuring, each target answered such a call from curl over h2c"
+    echo "with 200, and the upstream reported HTTP/2. p99 is from h2load's per-request log of the"
+    echo "measured run. The full policy is the \`full\` scenario's, with its $alg token, access logs on."
+    echo
+    echo "### No policy"
+    echo
+    scenario_table tollgate-h2 envoy-h2 "-h2"
+    echo "**h2, no policy: tollgate / envoy req/s: ${RATIO}x, p99 ${TG_P99} / ${EN_P99} ms** (no target)"
+    echo
+    echo "### Full policy, $alg"
+    echo
+    scenario_table "tollgate-h2-$ROTATE_KIND" "envoy-h2-$ROTATE_KIND" "-h2-$ROTATE_KIND"
+    echo "**h2, full policy: tollgate / envoy req/s: ${RATIO}x, p99 ${TG_P99} / ${EN_P99} ms** (no target); tollgate-h2-$ROTATE_KIND / tollgate-h2: $(ratio "$TG_RPS" "$(pick tollgate-h2 | awk '{ print $3 }')")x"
+    echo
+    UP_RPS=${up[0]} UP_P99=${up[1]} UP_ERR=${up[2]} UP_C0=${up[3]} UP_C1=${up[4]} UP_Q=${up[5]}
+}
+
 # The tables, with the ratio and the target of each scenario: in the report and on the terminal.
 TABLES="$WORK/tables.md"
 {
@@ -1699,6 +1819,10 @@ TABLES="$WORK/tables.md"
     if ((RUN_FULL)); then
         if ((!RUN_RL && (RUN_NONE || RUN_JWT))); then echo; fi
         full_section
+    fi
+    if ((RUN_H2)); then
+        ((RUN_H1)) && echo
+        h2_section
     fi
     if ((RUN_TOK)); then
         load_memory tokens

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use tollgate_auth::claims::ClaimPath;
@@ -22,7 +23,16 @@ pub enum Source {
     Tier,
 }
 
-pub type Forwarded = Vec<(HeaderName, Source)>;
+pub type Forwarded = Vec<(Name, Source)>;
+
+/// A forwarded header's name: lower case for lookups, and as configured for the wire. Made once
+/// at load: given a `HeaderName`, Pingora's `insert_header` would title-case it into a new
+/// buffer on every request (an HTTP/1 request keeps the case of its names).
+#[derive(Debug, Clone)]
+pub struct Name {
+    pub lower: HeaderName,
+    pub wire: Bytes,
+}
 
 /// The top-level `forward_headers`: the defaults of every authenticated route.
 pub fn defaults(map: &BTreeMap<String, Text>, report: &mut Report<'_>) -> Forwarded {
@@ -43,7 +53,10 @@ pub fn compile(
     };
     let mut out: Forwarded = defaults
         .iter()
-        .filter(|(name, _)| !own.keys().any(|k| k.eq_ignore_ascii_case(name.as_str())))
+        .filter(|(name, _)| {
+            !own.keys()
+                .any(|k| k.eq_ignore_ascii_case(name.lower.as_str()))
+        })
         .cloned()
         .collect();
     for (name, value) in own {
@@ -55,14 +68,12 @@ pub fn compile(
     out
 }
 
-fn entry(
-    name: &str,
-    value: &Text,
-    at: &str,
-    report: &mut Report<'_>,
-) -> Option<(HeaderName, Source)> {
+fn entry(name: &str, value: &Text, at: &str, report: &mut Report<'_>) -> Option<(Name, Source)> {
     // A bad name is reported with the identity headers.
-    let header = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    let header = Name {
+        lower: HeaderName::from_bytes(name.as_bytes()).ok()?,
+        wire: Bytes::copy_from_slice(name.as_bytes()),
+    };
     let source = match value.as_str() {
         "$provider" => Source::Provider,
         "$subject" => Source::Subject,
@@ -123,5 +134,5 @@ pub fn value(source: &Source, identity: &Identity, tier: Option<&str>) -> Option
     if text.is_empty() || text.chars().any(char::is_control) {
         return None;
     }
-    HeaderValue::from_bytes(text.as_bytes()).ok()
+    HeaderValue::try_from(text).ok()
 }

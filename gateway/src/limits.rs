@@ -5,15 +5,17 @@
 //! structs); the three numeric values go into the response as header values directly, and only
 //! `RateLimit-Policy` is formatted, once per response.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use tollgate_ratelimit::gcra::{ceil_secs, Decision, Quota};
 use tollgate_ratelimit::Verdict;
 
-const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+// As written on the wire: Pingora takes a `&'static str` name as it is, where a `HeaderName`
+// would be title-cased into a new buffer on every response.
+const LIMIT: &str = "RateLimit-Limit";
+const REMAINING: &str = "RateLimit-Remaining";
+const RESET: &str = "RateLimit-Reset";
+const POLICY: &str = "RateLimit-Policy";
 
 /// The numbers behind one response's `RateLimit-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +31,7 @@ impl Headline {
             .map(|(quota, decision)| Headline { quota, decision })
     }
 
-    fn values(&self) -> [(HeaderName, HeaderValue); 4] {
+    fn values(&self) -> [(&'static str, HeaderValue); 4] {
         let Headline { quota, decision } = self;
         let policy = format!(
             "{};w={};burst={}",

@@ -361,7 +361,7 @@ impl ProxyHttp for Gateway {
         if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route()) {
             for (name, source) in &route.forward {
                 if let Some(value) = crate::identity::value(source, identity, ctx.tier.as_deref()) {
-                    upstream.insert_header(name.clone(), value)?;
+                    upstream.insert_header(name.wire.clone(), value)?;
                 }
             }
         }
@@ -376,12 +376,12 @@ impl ProxyHttp for Gateway {
         }
         let forwarded_for = HeaderValue::try_from(std::mem::take(&mut ctx.forwarded_for))
             .map_err(|e| Error::because(ErrorType::InternalError, "X-Forwarded-For", e))?;
-        upstream.insert_header(X_FORWARDED_FOR.clone(), forwarded_for)?;
+        upstream.insert_header(wire::X_FORWARDED_FOR, forwarded_for)?;
         if !ctx.trusted_peer || upstream.headers.get(&X_FORWARDED_PROTO).is_none() {
             let proto = HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
-            upstream.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
+            upstream.insert_header(wire::X_FORWARDED_PROTO, proto)?;
         }
-        upstream.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+        upstream.insert_header(wire::X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -391,7 +391,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+        upstream_response.insert_header(wire::X_REQUEST_ID, ctx.request_id.clone())?;
         if let Some(headline) = &ctx.ratelimit {
             headline.write(upstream_response)?;
         }
@@ -506,6 +506,13 @@ fn is_grpc(req: &RequestHeader) -> bool {
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Header names as written on the wire. Pingora's `insert_header` takes a `&'static str` as
+/// it is; a `HeaderName` it would title-case into a new buffer on every call.
+mod wire {
+    pub const X_REQUEST_ID: &str = "X-Request-Id";
+    pub const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+    pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
+}
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
