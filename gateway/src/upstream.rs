@@ -203,6 +203,12 @@ impl Upstream {
             (Protocol::Http1, true) => ALPN::H1,
             (Protocol::Http1, false) => peer.options.alpn,
         };
+        if self.protocol == Protocol::Http2 {
+            // Pingora's default is one stream per connection: a new connection for every
+            // request in flight. Streams share one, up to this many (and to what the target
+            // allows in its SETTINGS); more in flight open another.
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
         peer.options.read_timeout = Some(read);
@@ -211,6 +217,9 @@ impl Upstream {
         peer
     }
 }
+
+/// Concurrent streams on one HTTP/2 connection to a target (gRPC servers commonly allow 100).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 impl Balancer {
     fn backends(&self) -> &pingora::lb::Backends {

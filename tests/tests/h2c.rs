@@ -61,3 +61,53 @@ fn h2c_and_http1_share_the_listener_and_h2c_reaches_an_http2_upstream() {
     let (_, status, body) = curl_h2c(&format!("http://{}/nowhere", gw.http));
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 }
+
+/// Requests in flight to an HTTP/2 upstream share its connections (Pingora alone would open
+/// one connection per request in flight).
+#[test]
+fn concurrent_requests_to_an_http2_upstream_share_a_connection() {
+    const N: usize = 20;
+    let u = Upstream::start("u");
+    let gw = Gateway::start_with_listen(
+        "  h2c: true\n",
+        &format!(
+            "upstreams:\n  h2: {{ targets: [\"{}\"], protocol: http2 }}\nroutes:\n  - name: all\n    match: {{ path: /* }}\n    upstream: h2\n    auth: none\n",
+            u.addr
+        ),
+    );
+    // One request first, so that a connection to the upstream is open and pooled.
+    let (_, status, first) = curl_h2c(&format!("http://{}/warm", gw.http));
+    assert_eq!(status, 200);
+    // Then N at once, multiplexed by curl on one h2c connection to the gateway.
+    let urls: Vec<String> = (0..N).map(|i| format!("http://{}/r{i}", gw.http)).collect();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge"])
+        .args(["--parallel", "--parallel-immediate", "--parallel-max", "20"])
+        .args(&urls)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(answers.len(), N, "{}", String::from_utf8_lossy(&out.stderr));
+    let mut peers: Vec<&str> = answers
+        .iter()
+        .chain([&first])
+        .map(|a| {
+            assert_eq!(a["version"], "HTTP/2.0", "{a}");
+            a["peer"].as_str().unwrap()
+        })
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    // Shared: 1 to 3 connections in trials (a burst may open a second or third before the
+    // first is seen to have room); one stream per connection: 13 to 20.
+    assert!(
+        peers.len() <= 5,
+        "{} requests in flight used {} upstream connections: {peers:?}",
+        N + 1,
+        peers.len()
+    );
+}

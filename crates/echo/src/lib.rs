@@ -1,5 +1,6 @@
 //! A small HTTP upstream that answers every request with what it received, as JSON:
-//! `{"server": NAME, "method": .., "uri": .., "headers": {..}, "body_bytes": N}`.
+//! `{"server": NAME, "method": .., "uri": .., "version": .., "peer": ADDR, "headers": {..},
+//! "body_bytes": N}` (`peer`: the connection it came on).
 //!
 //! Used by the end-to-end tests, the benchmark, the runnable example and `tollgate demo`
 //! (which also serves its demo issuer's two documents with [`serve_documents`]). Two request headers
@@ -26,13 +27,14 @@ use tokio::net::TcpListener;
 pub async fn serve(listener: TcpListener, name: String) {
     let name: Arc<str> = name.into();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let name = name.clone();
+        let peer: Arc<str> = peer.to_string().into();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, name.clone()));
+            let service = service_fn(move |req| answer(req, name.clone(), peer.clone()));
             let _ = Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -89,6 +91,7 @@ pub async fn serve_documents(listener: TcpListener, documents: HashMap<String, B
 async fn answer(
     req: Request<Incoming>,
     name: Arc<str>,
+    peer: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let header = |n: &str| {
         req.headers()
@@ -133,6 +136,8 @@ async fn answer(
         "method": method,
         "uri": uri,
         "version": version,
+        // The connection it came on: requests that share one show the same address.
+        "peer": &*peer,
         "headers": headers,
         "body_bytes": body_bytes,
     });
