@@ -5,6 +5,8 @@
 //! structs); the three numeric values go into the response as header values directly, and only
 //! `RateLimit-Policy` is formatted, once per response.
 
+use std::cell::RefCell;
+
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use tollgate_ratelimit::gcra::{ceil_secs, Decision, Quota};
@@ -33,12 +35,6 @@ impl Headline {
 
     fn values(&self) -> [(&'static str, HeaderValue); 4] {
         let Headline { quota, decision } = self;
-        let policy = format!(
-            "{};w={};burst={}",
-            quota.count,
-            ceil_secs(quota.period_ns),
-            quota.burst
-        );
         [
             (LIMIT, HeaderValue::from(quota.burst)),
             (REMAINING, HeaderValue::from(decision.remaining)),
@@ -46,11 +42,7 @@ impl Headline {
                 RESET,
                 HeaderValue::from(ceil_secs(decision.reset_ns).max(1)),
             ),
-            // Digits, `;`, `=` and letters only: always a valid header value.
-            (
-                POLICY,
-                HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
-            ),
+            (POLICY, policy_value(quota)),
         ]
     }
 
@@ -78,8 +70,61 @@ impl Headline {
     }
 }
 
+thread_local! {
+    /// The last `RateLimit-Policy` value made on this thread, and the quota it describes: the
+    /// responses of a route nearly always carry the same one, so it is formatted once instead
+    /// of once per response.
+    static LAST_POLICY: RefCell<Option<(Quota, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `RateLimit-Policy: 100;w=60;burst=100` for a quota.
+fn policy_value(quota: &Quota) -> HeaderValue {
+    LAST_POLICY.with_borrow_mut(|last| {
+        if let Some((_, value)) = last.as_ref().filter(|(q, _)| q == quota) {
+            return value.clone();
+        }
+        let text = format!(
+            "{};w={};burst={}",
+            quota.count,
+            ceil_secs(quota.period_ns),
+            quota.burst
+        );
+        // Digits, `;`, `=` and letters only: always a valid header value.
+        let value = HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
+        *last = Some((*quota, value.clone()));
+        value
+    })
+}
+
 /// `Retry-After` of a 429: at least 1.
 pub fn retry_after(v: &Verdict) -> String {
     let wait = v.limit.map_or(1, |(_, d)| ceil_secs(d.retry_after_ns));
     wait.max(1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_value_is_the_quota_s_whichever_came_before() {
+        let minute = Quota {
+            count: 100,
+            period_ns: 60_000_000_000,
+            burst: 20,
+        };
+        let second = Quota {
+            count: 5,
+            period_ns: 1_000_000_000,
+            burst: 5,
+        };
+        for (quota, want) in [
+            (minute, "100;w=60;burst=20"),
+            (minute, "100;w=60;burst=20"),
+            (second, "5;w=1;burst=5"),
+            (minute, "100;w=60;burst=20"),
+        ] {
+            assert_eq!(policy_value(&quota), want);
+        }
+    }
 }
