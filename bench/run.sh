@@ -456,6 +456,7 @@ wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }   # the answered req
 # "NAME ROUND req/s p99_ms errors proxy_cpu% load_cpu% clean|busy" to $ROWS.
 ROWS="$WORK/rows"
 : >"$ROWS"
+RUN_HOOK=   # a function run_wrk calls with before|after NAME ROUND around the measured run
 run_wrk() {
     if [[ -n $H2 ]]; then run_h2load "$@"; return; fi
     local name=$1 url=$2 round=$3 out="$WORK/wrk-$1-$3.txt" rps p99 errs a b used quiet=clean
@@ -471,10 +472,12 @@ run_wrk() {
         >"$WORK/warmup-$name-$round.txt"
     wait_quiet "before $name (round $round)" || quiet=busy
     log "measuring $name (round $round): wrk -t1 -c$CONNECTIONS -d$DURATION --latency$shown"
+    [[ -n $RUN_HOOK ]] && "$RUN_HOOK" before "$name" "$round"
     a=$(cpu_snap)
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${opts[@]}" "$url" \
         "${after[@]}" >"$out"
     b=$(cpu_snap)
+    [[ -n $RUN_HOOK ]] && "$RUN_HOOK" after "$name" "$round"
     used=$(cpu_used "$a" "$b")
     # Someone else's load that started during the run is usually still there right after.
     BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || quiet=busy
@@ -1309,6 +1312,22 @@ rotation_counts() {
     echo "$1 $2 $warm $sent $(wrk_requests "$WORK/wrk-$1-$2.txt")" >>"$ROTATION_ROWS"
 }
 
+# cache_counts before|after NAME ROUND: around a measured run of a rotation target, Tollgate's
+# tollgate_token_cache_total; after it, "NAME ROUND hits misses" of that run alone appended to
+# $CACHE_ROWS.
+CACHE_ROWS="$WORK/cache-rows"
+: >"$CACHE_ROWS"
+CACHE_HITS=0 CACHE_MISSES=0
+cache_counts() {
+    local m
+    m=$(metrics_text)
+    if [[ $1 == before ]]; then
+        CACHE_HITS=$(token_cache_metric "$m" hit) CACHE_MISSES=$(token_cache_metric "$m" miss)
+    else
+        echo "$2 $3 $(($(token_cache_metric "$m" hit) - CACHE_HITS)) $(($(token_cache_metric "$m" miss) - CACHE_MISSES))" >>"$CACHE_ROWS"
+    fi
+}
+
 # measure tollgate|envoy NAME KIND ROUND [TOKENS_FILE]: start that proxy with its config KIND,
 # measure it as the target NAME (run_wrk) with the config's token, if any, or, given TOKENS_FILE,
 # with bench/tokens.lua sending those tokens in turn; then stop it. After the run: the access
@@ -1323,7 +1342,9 @@ measure() {
         args=(-H "$AUTH")
     fi
     if [[ $proxy == tollgate ]]; then
+        [[ -n ${5:-} ]] && RUN_HOOK=cache_counts
         run_wrk "$name" "http://127.0.0.1:$P_TG/" "$round" "${args[@]}"
+        RUN_HOOK=
         m=$(metrics_text)
         access_log_check "$name" "$round" "$TG_ACCESS_LOG" \
             "$(plain_metric "$m" tollgate_access_log_dropped_total)"
@@ -1490,7 +1511,8 @@ full_lines() {
 }
 
 # cache_lines NAME: for the rotation target NAME, the hit rate of Tollgate's verified-token cache
-# in each measured run, computed from what bench/tokens.lua sent: Tollgate has no metric for it.
+# in each measured run as tollgate_token_cache_total counted it, then as computed from what
+# bench/tokens.lua sent (the cross-check).
 # Each target starts a new Tollgate, with an empty cache; the cache keeps up to TOKEN_CACHE tokens
 # and drops none until it is full, so a token misses at its first use only. A token sent in the
 # warm-up counts as verified there unless it was among its last CONNECTIONS requests (which may
@@ -1508,8 +1530,12 @@ cache_lines() {
                printf "%sround %d: %d requests in the warm-up, %d in the run (each token about %.0f times), at most %d misses in the run: **%.2f%% hits**",
                       sep, $2, $3, $4, $4 / k, miss, ($5 > 0) ? 100 * ($5 - miss) / $5 : 0
                sep = "; " }' "$ROTATION_ROWS")
-    echo "**Token cache of $1: computed, not measured** (Tollgate exposes no metric for its"
-    echo "verified-token cache). bench/tokens.lua sends the $(commas "$N_TOKENS") tokens in turn, in the warm-up too, to a"
+    echo "**Token cache of $1, measured** (\`tollgate_token_cache_total\` read just before and just after"
+    echo "each measured run): $(awk -v n="$1" '$1 == n {
+               printf "%sround %d: %d hits, %d misses: **%.2f%% hits**", sep, $2, $3, $4, ($3 + $4 > 0) ? 100 * $3 / ($3 + $4) : 0
+               sep = "; " }' "$CACHE_ROWS")."
+    echo
+    echo "**Computed** (the cross-check): bench/tokens.lua sends the $(commas "$N_TOKENS") tokens in turn, in the warm-up too, to a"
     echo "Tollgate started with an empty cache; the cache keeps up to $(commas "$TOKEN_CACHE") verified tokens and drops"
     echo "none until it is full, so a token is verified at its first use and found in the cache at every"
     echo "later use (a token counts as verified in the warm-up unless it was among its last"
