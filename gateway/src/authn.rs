@@ -62,7 +62,7 @@ pub async fn authenticate(
         .authenticate(&credentials, now)
         .await
         .map_err(refused)?;
-    metrics.auth(&identity.provider, "ok");
+    gate.count_auth_ok(&identity.provider, metrics);
     Ok(Caller {
         identity: Some(identity),
         result: "ok",

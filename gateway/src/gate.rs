@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use ipnet::IpNet;
-use tollgate_admin::{Metrics, RouteMetrics};
+use tollgate_admin::{LazyCounter, Metrics, RouteMetrics};
 use tollgate_config::{AuthMode, Loaded, Problems, Report};
 use tollgate_router::{BuildError, RouteSpec, Router};
 
@@ -41,6 +41,8 @@ pub struct Gate {
     pub credential_headers: Vec<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_header_bytes: u64,
+    /// `tollgate_auth_total{result="ok"}` of each provider (and `api_key`), resolved at load.
+    pub auth_ok: Vec<(Arc<str>, LazyCounter)>,
     /// `auth.resource_metadata`: the RFC 9728 document's URL, the path Tollgate serves it at,
     /// and the document.
     pub resource_metadata: Option<ResourceMetadata>,
@@ -67,6 +69,8 @@ pub struct Route {
     pub allow: Option<tollgate_policy::Allow>,
     /// `rate_limit`: every one must admit.
     pub rate_limits: Vec<Arc<tollgate_ratelimit::Policy>>,
+    /// `tollgate_ratelimit_total` for each tier of those policies.
+    pub ratelimit_counters: Vec<crate::limits::TierCounters>,
 }
 
 /// `retries`: how often an idempotent request is tried again, and on what.
@@ -156,6 +160,14 @@ impl Rewrite {
 }
 
 impl Gate {
+    /// Counts a caller authenticated by `provider`.
+    pub fn count_auth_ok(&self, provider: &str, metrics: &Metrics) {
+        match self.auth_ok.iter().find(|(name, _)| **name == *provider) {
+            Some((_, counter)) => counter.inc(),
+            None => metrics.auth(provider, "ok"),
+        }
+    }
+
     /// Compiles a checked config. Every problem names its YAML path and line.
     ///
     /// With a `runtime`, health checks start there. Upstreams whose config is unchanged from
@@ -273,12 +285,13 @@ impl Gate {
                 }
                 tollgate_policy::Allow::compile(a, i, &mut report)
             });
-            let rate_limits = r
+            let rate_limits: Vec<_> = r
                 .rate_limit
                 .iter()
                 .flat_map(|l| l.names())
                 .filter_map(|n| policies.get(n.as_str()).cloned())
                 .collect();
+            let ratelimit_counters = crate::limits::tier_counters(&rate_limits, metrics);
             routes.push(Route {
                 name: r.name.as_str().into(),
                 upstream: upstream.clone(),
@@ -296,6 +309,7 @@ impl Gate {
                 forward,
                 allow,
                 rate_limits,
+                ratelimit_counters,
             });
         }
 
@@ -359,6 +373,14 @@ impl Gate {
             credential_headers,
             trusted_proxies,
             max_header_bytes,
+            auth_ok: file
+                .auth
+                .providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .chain(["api_key"])
+                .map(|name| (name.into(), metrics.auth_counter(name, "ok")))
+                .collect(),
             readiness: file.admin.readiness,
             resource_metadata,
             unmatched: metrics.route("(none)"),

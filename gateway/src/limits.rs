@@ -7,10 +7,13 @@
 
 use std::cell::RefCell;
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
+use tollgate_admin::{LazyCounter, Metrics};
 use tollgate_ratelimit::gcra::{ceil_secs, Decision, Quota};
-use tollgate_ratelimit::Verdict;
+use tollgate_ratelimit::{Policy, Verdict};
 
 // As written on the wire: Pingora takes a `&'static str` name as it is, where a `HeaderName`
 // would be title-cased into a new buffer on every response.
@@ -94,6 +97,43 @@ fn policy_value(quota: &Quota) -> HeaderValue {
         *last = Some((*quota, value.clone()));
         value
     })
+}
+
+/// `tollgate_ratelimit_total` for one tier of one of a route's policies: its `allowed` and
+/// `limited` series, resolved at load.
+pub struct TierCounters {
+    policy: Arc<str>,
+    tier: Arc<str>,
+    allowed: LazyCounter,
+    limited: LazyCounter,
+}
+
+/// The counters of every tier of a route's policies.
+pub fn tier_counters(policies: &[Arc<Policy>], metrics: &Metrics) -> Vec<TierCounters> {
+    policies
+        .iter()
+        .flat_map(|p| {
+            p.tier_names().map(|tier| TierCounters {
+                policy: p.name.clone(),
+                tier: tier.clone(),
+                allowed: metrics.ratelimit_counter(&p.name, tier, true),
+                limited: metrics.ratelimit_counter(&p.name, tier, false),
+            })
+        })
+        .collect()
+}
+
+/// Counts one verdict of a route's policies: by the route's handles (a verdict carries the
+/// very `Arc`s of its policy's and tier's names), else by label lookup.
+pub fn count(counters: &[TierCounters], v: &Verdict, metrics: &Metrics) {
+    let known = counters
+        .iter()
+        .find(|c| Arc::ptr_eq(&c.policy, &v.policy) && Arc::ptr_eq(&c.tier, &v.tier));
+    match (known, v.allowed()) {
+        (Some(c), true) => c.allowed.inc(),
+        (Some(c), false) => c.limited.inc(),
+        (None, allowed) => metrics.ratelimit(&v.policy, &v.tier, allowed),
+    }
 }
 
 /// `Retry-After` of a 429: at least 1.

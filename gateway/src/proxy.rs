@@ -138,7 +138,7 @@ impl Gateway {
                 }
             };
             for v in &verdicts {
-                self.metrics.ratelimit(&v.policy, &v.tier, v.allowed());
+                crate::limits::count(&route.ratelimit_counters, v, &self.metrics);
             }
             // `$tier`: the headline's, or the first policy's when every tier is unlimited.
             let headline = tollgate_ratelimit::headline(&verdicts);

@@ -131,6 +131,25 @@ fn the_free_tier_allows_three_a_minute_and_answers_429_with_the_headers() {
         ),
         "{metrics}"
     );
+    // Every decision is counted in its own tier's series (the unlimited tier's too), and a
+    // tier nobody reached has none.
+    assert!(
+        metrics.contains(
+            r#"tollgate_ratelimit_total{policy="per-user",result="allowed",tier="enterprise"} 20"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"tollgate_ratelimit_total{policy="per-user",result="allowed",tier="pro"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .contains(r#"tollgate_ratelimit_total{policy="per-user",result="limited",tier="pro"}"#),
+        "{metrics}"
+    );
 }
 
 #[test]

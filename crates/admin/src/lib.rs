@@ -4,7 +4,7 @@
 
 mod metrics;
 
-pub use metrics::{Metrics, RouteMetrics};
+pub use metrics::{LazyCounter, Metrics, RouteMetrics};
 
 /// An admin answer, ready to write.
 #[derive(Debug, PartialEq, Eq)]

@@ -36,6 +36,34 @@ const COMMON_STATUS: [u16; 20] = [
     101,
 ];
 
+/// One series of a labelled counter, resolved on first use: made at load for each label set a
+/// request may count, so that counting costs no label lookup (and an unused one adds no series).
+#[derive(Clone)]
+pub struct LazyCounter {
+    family: IntCounterVec,
+    labels: Arc<[String]>,
+    handle: Arc<OnceLock<IntCounter>>,
+}
+
+impl LazyCounter {
+    fn new(family: &IntCounterVec, labels: &[&str]) -> Self {
+        LazyCounter {
+            family: family.clone(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            handle: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub fn inc(&self) {
+        self.handle
+            .get_or_init(|| {
+                let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+                self.family.with_label_values(&labels)
+            })
+            .inc();
+    }
+}
+
 /// One route's pre-resolved metric handles.
 #[derive(Clone)]
 pub struct RouteMetrics {
@@ -208,6 +236,18 @@ impl Metrics {
     /// One Redis rate-limit call that failed or was late.
     pub fn redis_error(&self) {
         self.redis_errors.inc();
+    }
+
+    /// The counter of one rate-limit decision, to resolve at load ([`Self::ratelimit`] looks
+    /// the labels up on every call).
+    pub fn ratelimit_counter(&self, policy: &str, tier: &str, allowed: bool) -> LazyCounter {
+        let result = if allowed { "allowed" } else { "limited" };
+        LazyCounter::new(&self.ratelimit, &[policy, tier, result])
+    }
+
+    /// The counter of one authentication result of a provider, to resolve at load.
+    pub fn auth_counter(&self, provider: &str, result: &str) -> LazyCounter {
+        LazyCounter::new(&self.auth, &[provider, result])
     }
 
     /// One rate-limit decision.

@@ -92,6 +92,11 @@ impl Verdict {
 }
 
 impl Policy {
+    /// The names of its tiers, in order (each the `Arc` its verdicts carry).
+    pub fn tier_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.tiers.iter().map(|t| &t.name)
+    }
+
     /// `shared`: the Redis connection, for a policy with `backend: redis`.
     pub fn compile(
         name: &str,
