@@ -2,8 +2,9 @@
 //! fine print: `Limit` is the burst, `Reset` and `Retry-After` whole seconds rounded up).
 //!
 //! A request keeps only the headline verdict's numbers ([`Headline`], two small `Copy`
-//! structs); the three numeric values go into the response as header values directly, and only
-//! `RateLimit-Policy` is formatted, once per response.
+//! structs); the three numeric values go into the response as header values directly, and
+//! `RateLimit-Policy` is formatted once per quota and thread ([`policy_value`]). Counting a
+//! verdict in `tollgate_ratelimit_total` uses handles made at load ([`TierCounters`]).
 
 use std::cell::RefCell;
 
