@@ -29,10 +29,13 @@ fn metrics_count_requests_by_route_and_status() {
         assert_eq!(gw.get("/things/1").status, 200);
     }
     assert_eq!(gw.get("/elsewhere").status, 404);
-    // Metrics are recorded after the response is sent: poll for the last request's.
+    // Metrics are recorded after the response is sent, by each request's own task: the last
+    // request's may land before an earlier one's, so poll for all of them.
     let metrics = || String::from_utf8(gw.admin_get("/metrics").body).unwrap();
     tollgate_tests::wait_until(std::time::Duration::from_secs(5), "the metrics", || {
-        metrics().contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#)
+        let text = metrics();
+        text.contains(r#"tollgate_requests_total{route="(none)",status="404"} 1"#)
+            && text.contains(r#"tollgate_request_duration_seconds_count{route="things"} 3"#)
     });
     let text = String::from_utf8(gw.admin_get("/metrics").body).unwrap();
     assert!(
