@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh build
 cargo build --release -p tollgate
-exec target/release/tollgate demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tollgate" demo "$@"
