@@ -459,7 +459,7 @@ ROWS="$WORK/rows"
 RUN_HOOK=   # a function run_wrk calls with before|after NAME ROUND around the measured run
 run_wrk() {
     if [[ -n $H2 ]]; then run_h2load "$@"; return; fi
-    local name=$1 url=$2 round=$3 out="$WORK/wrk-$1-$3.txt" rps p99 errs a b used quiet=clean
+    local name=$1 url=$2 round=$3 out="$WORK/wrk-$1-$3.txt"
     local opts=() after=() shown= arg
     shift 3
     while (($#)) && [[ $1 != -- ]]; do opts+=("$1"); shift; done
@@ -470,23 +470,37 @@ run_wrk() {
     done
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${opts[@]}" "$url" "${after[@]}" \
         >"$WORK/warmup-$name-$round.txt"
-    wait_quiet "before $name (round $round)" || quiet=busy
-    log "measuring $name (round $round): wrk -t1 -c$CONNECTIONS -d$DURATION --latency$shown"
+    measured_run "$name" "$round" "wrk -t1 -c$CONNECTIONS -d$DURATION --latency$shown" "$out" \
+        wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${opts[@]}" "$url" "${after[@]}"
+    add_row "$name" "$round" "$(wrk_rps "$out")" "$(wrk_ms "$out" p99)" "$(wrk_errors "$out")" "$out"
+}
+
+# measured_run NAME ROUND SHOWN OUT CMD...: the load check, then CMD pinned to the load CPU with
+# its stdout in OUT, between two CPU samples and RUN_HOOK's calls, then the load check right
+# after. Sets USED ("proxy% load%") and QUIET (clean or busy) for add_row.
+USED= QUIET=
+measured_run() {
+    local name=$1 round=$2 shown=$3 out=$4 a b
+    shift 4
+    QUIET=clean
+    wait_quiet "before $name (round $round)" || QUIET=busy
+    log "measuring $name (round $round): $shown"
     [[ -n $RUN_HOOK ]] && "$RUN_HOOK" before "$name" "$round"
     a=$(cpu_snap)
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${opts[@]}" "$url" \
-        "${after[@]}" >"$out"
+    taskset -c "$LOAD_CPU" "$@" >"$out"
     b=$(cpu_snap)
     [[ -n $RUN_HOOK ]] && "$RUN_HOOK" after "$name" "$round"
-    used=$(cpu_used "$a" "$b")
+    USED=$(cpu_used "$a" "$b")
     # Someone else's load that started during the run is usually still there right after.
-    BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || quiet=busy
-    rps=$(wrk_rps "$out")
-    p99=$(wrk_ms "$out" p99)
-    errs=$(wrk_errors "$out")
-    [[ -n $rps && -n $p99 ]] || die "could not parse wrk output for $name: $(cat "$out")"
-    echo "$name $round $rps $p99 $errs $used $quiet" >>"$ROWS"
-    log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"
+    BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || QUIET=busy
+}
+
+# add_row NAME ROUND RPS P99_MS ERRORS OUT: after measured_run, appends "NAME ROUND req/s p99_ms
+# errors proxy_cpu% load_cpu% clean|busy" to $ROWS and logs it; dies if OUT could not be parsed.
+add_row() {
+    [[ -n $3 && -n $4 && -n $5 ]] || die "could not parse the load generator's output for $1: $(cat "$6")"
+    echo "$1 $2 $3 $4 $5 $USED $QUIET" >>"$ROWS"
+    log "  $1: $3 req/s, p99 $4 ms, errors $5, CPU $PROXY_CPU/$LOAD_CPU ${USED/ /%/}% ($QUIET)"
 }
 
 # run_h2load NAME URL ROUND [-H HEADER]: as run_wrk, for the h2 targets: first a gRPC-shaped call
@@ -499,7 +513,7 @@ H2_BODY="$WORK/h2-body.bin"
 printf '\x00\x00\x00\x00\x10%s' 0123456789abcdef >"$H2_BODY"
 run_h2load() {
     local name=$1 url=$2$H2_PATH round=$3 out="$WORK/wrk-$1-$3.txt" lat="$WORK/h2-$1-$3.log"
-    local rps p99 errs a b used quiet=clean got shown=
+    local rps p99 errs got shown=
     shift 3
     local opts=(-t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -d "$H2_BODY"
         -H 'content-type: application/grpc' -H 'te: trailers' "$@")
@@ -510,22 +524,16 @@ run_h2load() {
         die "$name: a call over h2c got '$got' (expected '2 200', and HTTP/2 upstream): $(head -c 300 "$WORK/h2-check.json" 2>/dev/null)"
     log "  $name: 200 over h2c, and the upstream was spoken to in HTTP/2"
     taskset -c "$LOAD_CPU" h2load "${opts[@]}" -D "$WARMUP" "$url" >"$WORK/warmup-$name-$round.txt"
-    wait_quiet "before $name (round $round)" || quiet=busy
-    log "measuring $name (round $round): h2load -t1 -c$H2_CONNECTIONS -m$H2_STREAMS -D $DURATION$shown (POST /$H2_PATH)"
-    a=$(cpu_snap)
-    taskset -c "$LOAD_CPU" h2load "${opts[@]}" -D "$DURATION" --log-file="$lat" "$url" >"$out"
-    b=$(cpu_snap)
-    used=$(cpu_used "$a" "$b")
-    BUSY_RETRIES=1 wait_quiet "right after $name (round $round)" || quiet=busy
+    measured_run "$name" "$round" \
+        "h2load -t1 -c$H2_CONNECTIONS -m$H2_STREAMS -D $DURATION$shown (POST /$H2_PATH)" "$out" \
+        h2load "${opts[@]}" -D "$DURATION" --log-file="$lat" "$url"
     # "finished in 8.00s, 31234.56 req/s, 3.05MB/s"
     rps=$(awk '$1 == "finished" { for (i = 1; i < NF; i++) if ($(i + 1) == "req/s,") print $i }' "$out")
     # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
     errs=$(awk '$1 == "requests:" { for (i = 2; i < NF; i++) if ($(i + 1) ~ /^failed/) print $i }' "$out")
     # The log: start (us since the epoch), status, microseconds to the end of the response.
     p99=$(cut -f3 "$lat" | sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; if (NR) printf "%.2f", v[i] / 1000 }')
-    [[ -n $rps && -n $p99 && -n $errs ]] || die "could not parse h2load output for $name: $(cat "$out")"
-    echo "$name $round $rps $p99 $errs $used $quiet" >>"$ROWS"
-    log "  $name: $rps req/s, p99 $p99 ms, errors $errs, CPU $PROXY_CPU/$LOAD_CPU ${used/ /%/}% ($quiet)"
+    add_row "$name" "$round" "$rps" "$p99" "$errs" "$out"
 }
 
 # --- 3/4. the tokens and JWKS (jwt, full), the upstream, then each proxy in turn ---------------

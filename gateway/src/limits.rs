@@ -7,7 +7,6 @@
 //! verdict in `tollgate_ratelimit_total` uses handles made at load ([`TierCounters`]).
 
 use std::cell::RefCell;
-
 use std::sync::Arc;
 
 use http::HeaderValue;

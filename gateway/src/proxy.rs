@@ -506,15 +506,16 @@ fn is_grpc(req: &RequestHeader) -> bool {
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Header names as written on the wire. Pingora's `insert_header` takes a `&'static str` as
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The same names as written on the wire. Pingora's `insert_header` takes a `&'static str` as
 /// it is; a `HeaderName` it would title-case into a new buffer on every call.
 mod wire {
     pub const X_REQUEST_ID: &str = "X-Request-Id";
     pub const X_FORWARDED_FOR: &str = "X-Forwarded-For";
     pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 }
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The client's `X-Request-Id` if it is sane (1-128 characters of a safe, visible set), else
 /// a new UUID.

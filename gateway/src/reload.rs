@@ -34,9 +34,9 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How long the file must stay the same before a watched change is loaded.
 const SETTLE: Duration = Duration::from_millis(50);
 /// The nice value of the threads that build and drop gates. Workers run at 0: on a busy
-/// machine a build (about 20 ms of CPU for 1000 routes and 20 providers) then takes a small
-/// share of a contended core instead of an equal one, so requests in flight keep their CPU and
-/// the reload waits a little longer instead.
+/// machine a build (about 20 ms from start to swap for 1000 routes and 20 providers) then gets
+/// a small share of a contended core instead of an equal one, and the reload waits a little
+/// longer instead of the requests in flight (docs/benchmarks.md: a smaller bump, not none).
 const BACKGROUND_NICE: i32 = 10;
 /// How often the retirer looks whether the requests holding an old gate are done.
 const RETIRE_POLL: Duration = Duration::from_millis(10);
@@ -213,7 +213,7 @@ impl<T: Send + Sync + 'static> Retired<T> {
 fn lower_priority() {
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
-        tracing::debug!(error = %e, "cannot lower the reload thread's priority");
+        tracing::debug!(error = %e, "cannot lower this thread's priority");
     }
 }
 
