@@ -43,6 +43,7 @@
 #
 #     bench/run.sh                              # SCENARIO=all: every scenario, one table each
 #     SCENARIO=jwt DURATION=30s CONNECTIONS=64 ROUNDS=3 bench/run.sh
+#     SCENARIO=none,jwt ROUNDS=3 bench/run.sh   # with bare Pingora measured once for both
 #     SCENARIO=ratelimit ROUNDS=3 bench/run.sh
 #     SCENARIO=full ROUNDS=3 bench/run.sh       # ALGS="RS256 ES256 EdDSA" N_TOKENS=10000
 #     SCENARIO=tokens bench/run.sh              # MEM_REQUESTS=1000000 TOK_LIMIT=100/day
@@ -147,7 +148,8 @@
 # Everything it starts is stopped on exit; its temporary files live in one mktemp -d dir.
 #
 # Knobs (environment):
-#   SCENARIO=all      none | jwt | ratelimit | full | tokens | all (every one: a table each)
+#   SCENARIO=all      none | jwt | ratelimit | full | tokens | h2 | all (every one: a table each), or
+#                     several separated by commas: none,jwt
 #   DURATION=10s      length of each measured wrk run
 #   CONNECTIONS=32    wrk connections (keep-alive)
 #   WARMUP=3s         length of the warm-up run before each target
@@ -225,16 +227,21 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 RUN_NONE=0 RUN_JWT=0 RUN_RL=0 RUN_FULL=0 RUN_TOK=0 RUN_H2=0
-case $SCENARIO in
-    none) RUN_NONE=1 ;;
-    jwt) RUN_JWT=1 ;;
-    ratelimit) RUN_RL=1 ;;
-    full) RUN_FULL=1 ;;
-    tokens) RUN_TOK=1 ;;
-    h2) RUN_H2=1 ;;
-    all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 RUN_TOK=1 RUN_H2=1 ;;
-    *) die "SCENARIO must be none, jwt, ratelimit, full, tokens, h2 or all, not '$SCENARIO'" ;;
-esac
+# One scenario, or several separated by commas (none,jwt: one run, both tables).
+IFS=, read -ra scenarios <<<"$SCENARIO"
+((${#scenarios[@]})) || die "SCENARIO must name a scenario"
+for scenario in "${scenarios[@]}"; do
+    case $scenario in
+        none) RUN_NONE=1 ;;
+        jwt) RUN_JWT=1 ;;
+        ratelimit) RUN_RL=1 ;;
+        full) RUN_FULL=1 ;;
+        tokens) RUN_TOK=1 ;;
+        h2) RUN_H2=1 ;;
+        all) RUN_NONE=1 RUN_JWT=1 RUN_RL=1 RUN_FULL=1 RUN_TOK=1 RUN_H2=1 ;;
+        *) die "SCENARIO must be none, jwt, ratelimit, full, tokens, h2 or all (or several, separated by commas), not '$SCENARIO'" ;;
+    esac
+done
 [[ $TOK_LIMIT =~ ^[1-9][0-9]*/(second|minute|hour|day)$ ]] ||
     die "TOK_LIMIT must be N/second, N/minute, N/hour or N/day, not '$TOK_LIMIT'"
 for knob in MEM_REQUESTS MEM_CHUNK MEM_MAX_CHUNKS MEM_SETTLE N_TOKENS; do

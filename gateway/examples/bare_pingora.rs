@@ -44,6 +44,9 @@ fn main() -> ExitCode {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
+        // A benchmark target: SIGTERM ends it at once, without Pingora's graceful wait.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

@@ -88,6 +88,7 @@ mod tests {
             roles: vec![],
             scopes: vec![],
             claims: serde_json::Map::new(),
+            resolved: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use ipnet::IpNet;
 use tollgate_admin::{LazyCounter, Metrics, RouteMetrics};
+use tollgate_auth::claims::ClaimPath;
 use tollgate_config::{AuthMode, Loaded, Problems, Report};
 use tollgate_router::{BuildError, RouteSpec, Router};
 
@@ -343,6 +344,7 @@ impl Gate {
                 runtime,
                 events: Arc::new(AuthEvents(metrics.clone())),
                 previous: previous.map(|p| &p.auth),
+                claims_read: claims_read(&routes),
             },
         );
         for provider in auth.providers() {
@@ -662,6 +664,27 @@ fn compile_rewrite(
         prefix,
         host,
     }
+}
+
+/// Every claim path the routes read per request: forwarded headers, `allow.claims`, and the tiers
+/// and keys of their rate limits. Each verified token has them resolved once (see
+/// `tollgate_auth::claims::Resolved`).
+fn claims_read(routes: &[Route]) -> Vec<ClaimPath> {
+    let mut paths = Vec::new();
+    for route in routes {
+        for (_, source) in &route.forward {
+            if let identity::Source::Claim(path) = source {
+                paths.push(path);
+            }
+        }
+        if let Some(allow) = &route.allow {
+            allow.claim_paths(&mut paths);
+        }
+        for policy in &route.rate_limits {
+            policy.claim_paths(&mut paths);
+        }
+    }
+    paths.into_iter().cloned().collect()
 }
 
 fn identity_headers(loaded: &Loaded, report: &mut Report<'_>) -> Vec<HeaderName> {

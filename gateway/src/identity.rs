@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
-use tollgate_auth::claims::ClaimPath;
+use tollgate_auth::claims::{ClaimPath, Claims};
 use tollgate_auth::Identity;
 use tollgate_config::{Report, Text};
 
@@ -119,7 +119,7 @@ pub fn value(source: &Source, identity: &Identity, tier: Option<&str>) -> Option
         Source::Scopes if !identity.scopes.is_empty() => identity.scopes.join(","),
         Source::Tenant => identity.tenant.as_deref()?.to_owned(),
         Source::Roles | Source::Scopes => return None,
-        Source::Claim(path) => match path.lookup(&identity.claims)? {
+        Source::Claim(path) => match identity.claim(path)? {
             Value::String(s) => s.clone(),
             Value::Null => return None,
             Value::Array(items) if items.iter().all(Value::is_string) => items

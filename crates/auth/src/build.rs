@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tollgate_config::{Auth, Provider as ProviderConfig, Report};
 
 use crate::api_keys::ApiKeys;
-use crate::claims::ClaimPath;
+use crate::claims::{ClaimPath, Resolved};
 use crate::keys::KeySet;
 use crate::remote::{Events, Location, Remote, Timing};
 use crate::tenants::{self, Allowed, Overlapping, Template, Tenants};
@@ -57,6 +57,9 @@ pub struct Context<'a> {
     /// The running authenticator, whose unchanged remote providers keep their keys and whose
     /// token cache is kept.
     pub previous: Option<&'a Authenticator>,
+    /// The claim paths the config reads on every request (forwarded headers, rules, tiers, rate
+    /// limit keys): looked up once per verified token, not once per request.
+    pub claims_read: Vec<ClaimPath>,
 }
 
 pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenticator {
@@ -159,7 +162,17 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
         }
     }
 
-    let api_keys = auth.api_keys.as_ref().and_then(|k| api_keys(k, report));
+    let mut claims_read: Vec<ClaimPath> = Vec::new();
+    for path in &ctx.claims_read {
+        if !claims_read.iter().any(|p| p.same(path)) {
+            claims_read.push(path.clone());
+        }
+    }
+    let claims_read: Arc<[ClaimPath]> = claims_read.into();
+    let api_keys = auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| api_keys(k, &claims_read, report));
     let cache = ctx.previous.map_or_else(
         || Arc::new(TokenCache::new(CACHE_ENTRIES)),
         |p| p.cache.clone(),
@@ -171,6 +184,7 @@ pub fn build(auth: &Auth, report: &mut Report<'_>, ctx: Context<'_>) -> Authenti
         api_keys,
         cache,
         clock_skew: clock_skew.as_secs() as i64,
+        claims_read,
     }
 }
 
@@ -668,7 +682,11 @@ fn client(
     }
 }
 
-fn api_keys(config: &tollgate_config::ApiKeys, report: &mut Report<'_>) -> Option<ApiKeys> {
+fn api_keys(
+    config: &tollgate_config::ApiKeys,
+    claims_read: &Arc<[ClaimPath]>,
+    report: &mut Report<'_>,
+) -> Option<ApiKeys> {
     let header_text = config.header.as_ref().map_or("X-API-Key", |h| h.as_str());
     let header = match HeaderName::from_bytes(header_text.as_bytes()) {
         Ok(h) if h != http::header::AUTHORIZATION => h,
@@ -763,6 +781,7 @@ fn api_keys(config: &tollgate_config::ApiKeys, report: &mut Report<'_>) -> Optio
                     s
                 }
             },
+            resolved: Resolved::new(claims_read, &claims),
             claims,
         };
         keys.push((hash, Arc::new(identity)));

@@ -80,6 +80,53 @@ impl ClaimPath {
             .and_then(Value::as_str)
             .map(str::to_owned)
     }
+
+    /// The same path: the same text (the segments follow from it).
+    pub fn same(&self, other: &ClaimPath) -> bool {
+        self.whole == other.whole
+    }
+}
+
+/// Where a rule or a header reads a caller's claims: the claims themselves, or an
+/// [`Identity`](crate::Identity) with the config's paths already resolved.
+pub trait Claims {
+    fn claim(&self, path: &ClaimPath) -> Option<&Value>;
+}
+
+impl Claims for Map<String, Value> {
+    fn claim(&self, path: &ClaimPath) -> Option<&Value> {
+        path.lookup(self)
+    }
+}
+
+/// The values at the paths a config reads on every request (forwarded headers, `allow.claims`,
+/// tiers' `when`, `key: claim:...`), looked up once when a token is verified.
+///
+/// A request then reads one short array instead of walking the claims' map, whose keys are
+/// each a separate allocation: with many callers, those lookups missed the CPU caches
+/// (docs/benchmarks.md, the 10,000-token rotation). The paths are shared by every identity a
+/// config's providers make; a path that is not among them (an identity cached before a reload
+/// that added it, an API key) is looked up in the claims as before.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    paths: std::sync::Arc<[ClaimPath]>,
+    values: Box<[Option<Value>]>,
+}
+
+impl Resolved {
+    /// Looks up each of `paths` in `claims`.
+    pub fn new(paths: &std::sync::Arc<[ClaimPath]>, claims: &Map<String, Value>) -> Resolved {
+        Resolved {
+            paths: paths.clone(),
+            values: paths.iter().map(|p| p.lookup(claims).cloned()).collect(),
+        }
+    }
+
+    /// `Some(value)` if `path` is one of the resolved paths (its value may be absent).
+    pub fn get(&self, path: &ClaimPath) -> Option<Option<&Value>> {
+        let i = self.paths.iter().position(|p| p.same(path))?;
+        Some(self.values.get(i).and_then(Option::as_ref))
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +173,21 @@ mod tests {
         assert_eq!(strings("scope"), ["read", "write"]);
         assert_eq!(strings("realm_access.roles"), ["admin", "user"]);
         assert!(strings("a.b").is_empty());
+    }
+
+    #[test]
+    fn resolved_values_are_the_lookups() {
+        let c = claims();
+        let path = |p: &str| ClaimPath::parse(p).unwrap();
+        let paths: std::sync::Arc<[ClaimPath]> =
+            vec![path("realm_access.roles"), path("missing"), path("a.b")].into();
+        let resolved = Resolved::new(&paths, &c);
+        for p in ["realm_access.roles", "missing", "a.b"] {
+            assert_eq!(resolved.get(&path(p)), Some(path(p).lookup(&c)), "{p}");
+        }
+        // Not resolved: the caller looks in the claims.
+        assert_eq!(resolved.get(&path("sub")), None);
+        assert_eq!(Resolved::default().get(&path("sub")), None);
     }
 
     #[test]

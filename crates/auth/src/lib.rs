@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
 pub use build::{build, Context};
-use claims::ClaimPath;
+use claims::{ClaimPath, Claims, Resolved};
 use keys::KeySet;
 use remote::{Current, Remote};
 use tenants::{Allowed, Refusal, Template, Tenants};
@@ -48,6 +48,19 @@ pub struct Identity {
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
     pub claims: Map<String, Value>,
+    /// The config's per-request claim paths, looked up at verification (see [`Identity::claim`]).
+    pub resolved: Resolved,
+}
+
+impl Claims for Identity {
+    /// The value at `path`: resolved when the token was verified if the config reads it on
+    /// every request, else looked up in the claims. The same value either way.
+    fn claim(&self, path: &ClaimPath) -> Option<&Value> {
+        match self.resolved.get(path) {
+            Some(value) => value,
+            None => path.lookup(&self.claims),
+        }
+    }
 }
 
 /// A refusal by this stage: 400, 401 or 503, with the RFC 6750 error code.
@@ -229,9 +242,15 @@ impl Provider {
         (!self.ready()).then(|| format!("provider {}: no keys yet", self.name))
     }
 
-    fn identity(&self, claims: Map<String, Value>, tenant: Option<&str>) -> Identity {
+    fn identity(
+        &self,
+        claims: Map<String, Value>,
+        tenant: Option<&str>,
+        read: &Arc<[ClaimPath]>,
+    ) -> Identity {
         let first = |paths: &[ClaimPath]| paths.iter().find_map(|p| p.string(&claims));
         Identity {
+            resolved: Resolved::new(read, &claims),
             provider: self.name.clone(),
             tenant: tenant.map(Arc::from),
             subject: self.mapping.subject.string(&claims),
@@ -323,6 +342,8 @@ pub struct Authenticator {
     api_keys: Option<api_keys::ApiKeys>,
     cache: Arc<TokenCache>,
     clock_skew: i64,
+    /// The claim paths the config reads on every request: resolved in each new identity.
+    claims_read: Arc<[ClaimPath]>,
 }
 
 /// How a request was authenticated, for metrics and the access log.
@@ -417,7 +438,7 @@ impl Authenticator {
             Keys::Pending => return Err(unavailable(provider, 1)),
         };
         let kid = token.kid.clone();
-        let identity = Arc::new(provider.identity(token.claims, tenant));
+        let identity = Arc::new(provider.identity(token.claims, tenant, &self.claims_read));
         self.cache.insert(
             digest,
             Cached {

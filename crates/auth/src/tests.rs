@@ -22,6 +22,13 @@ impl remote::Events for NoEvents {
 }
 
 fn authenticator(auth_yaml: &str) -> Result<Authenticator, String> {
+    authenticator_reading(auth_yaml, Vec::new())
+}
+
+fn authenticator_reading(
+    auth_yaml: &str,
+    claims_read: Vec<ClaimPath>,
+) -> Result<Authenticator, String> {
     let yaml = format!(
         "{auth_yaml}\nupstreams: {{ u: {{ targets: [\"127.0.0.1:1\"] }} }}\nroutes:\n  - {{ name: r, match: {{ path: /* }}, upstream: u, auth: none }}\n"
     );
@@ -34,6 +41,7 @@ fn authenticator(auth_yaml: &str) -> Result<Authenticator, String> {
             runtime: None,
             events: Arc::new(NoEvents),
             previous: None,
+            claims_read,
         },
     );
     report.finish(auth).map_err(|p| p.to_string())
@@ -87,6 +95,34 @@ fn a_good_token_gives_the_identity_and_is_cached() {
     // Expiry is checked on a hit too.
     let later = run(auth.authenticate(&Credentials::Bearer(&token), NOW + 3600));
     assert_eq!(later.unwrap_err().description, "token expired");
+}
+
+#[test]
+fn the_claims_a_config_reads_are_resolved_at_verification() {
+    let path = |p: &str| ClaimPath::parse(p).unwrap();
+    let read = ["plan", "org.name", "missing", "plan", "roles"];
+    let auth = authenticator_reading(
+        &format!(
+            "auth:\n  providers:\n    - {{ name: hs, issuer: https://hs.example, secret: {SECRET}, audiences: [https://api.example] }}"
+        ),
+        read.iter().map(|p| path(p)).collect(),
+    )
+    .unwrap();
+    let mut with_more = claims();
+    with_more["plan"] = json!("pro");
+    with_more["org"] = json!({ "name": "acme" });
+    let id = check(&auth, &hs256(&with_more)).unwrap();
+    let Value::Object(map) = with_more else {
+        unreachable!()
+    };
+    for p in read {
+        assert_eq!(id.resolved.get(&path(p)), Some(map.claim(&path(p))), "{p}");
+        assert_eq!(id.claim(&path(p)), map.claim(&path(p)), "{p}");
+    }
+    assert_eq!(id.claim(&path("org.name")), Some(&json!("acme")));
+    // A path the config does not read is looked up in the claims.
+    assert_eq!(id.resolved.get(&path("sub")), None);
+    assert_eq!(id.claim(&path("sub")), Some(&json!("alice")));
 }
 
 #[test]
@@ -465,6 +501,7 @@ fn a_reload_with_stricter_rules_does_not_reuse_cached_verifications() {
             runtime: None,
             events: Arc::new(NoEvents),
             previous: Some(&loose),
+            claims_read: Vec::new(),
         },
     );
     assert!(report.is_empty());

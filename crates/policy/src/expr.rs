@@ -17,8 +17,8 @@
 //!
 //! Parsed once at load into a small tree; evaluating it allocates nothing.
 
-use serde_json::{Map, Value};
-use tollgate_auth::claims::ClaimPath;
+use serde_json::Value;
+use tollgate_auth::claims::{ClaimPath, Claims};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -118,7 +118,16 @@ impl Expr {
         Ok(expr)
     }
 
-    pub fn eval(&self, claims: &Map<String, Value>) -> bool {
+    /// The claim paths it reads, into `out`.
+    pub fn claim_paths<'a>(&'a self, out: &mut Vec<&'a ClaimPath>) {
+        match self {
+            Expr::Call(call) => out.push(&call.claim),
+            Expr::Not(e) => e.claim_paths(out),
+            Expr::And(es) | Expr::Or(es) => es.iter().for_each(|e| e.claim_paths(out)),
+        }
+    }
+
+    pub fn eval(&self, claims: &impl Claims) -> bool {
         match self {
             Expr::Call(call) => call.eval(claims),
             Expr::Not(e) => !e.eval(claims),
@@ -129,8 +138,8 @@ impl Expr {
 }
 
 impl Call {
-    fn eval(&self, claims: &Map<String, Value>) -> bool {
-        let Some(value) = self.claim.lookup(claims) else {
+    fn eval(&self, claims: &impl Claims) -> bool {
+        let Some(value) = claims.claim(&self.claim) else {
             return false;
         };
         let any = |f: &dyn Fn(&Value) -> bool| match value {

@@ -4,6 +4,7 @@
 
 pub mod expr;
 
+use tollgate_auth::claims::ClaimPath;
 use tollgate_auth::Identity;
 use tollgate_config::Report;
 
@@ -27,6 +28,13 @@ pub struct Refusal {
 }
 
 impl Allow {
+    /// The claim paths its `claims` rule reads, into `out`.
+    pub fn claim_paths<'a>(&'a self, out: &mut Vec<&'a ClaimPath>) {
+        if let Some(e) = &self.claims {
+            e.claim_paths(out);
+        }
+    }
+
     /// Compiles `routes[route].allow`; every problem is reported with its path.
     pub fn compile(
         config: &tollgate_config::Allow,
@@ -95,11 +103,7 @@ impl Allow {
                 scope: None,
             });
         }
-        if self
-            .claims
-            .as_ref()
-            .is_some_and(|e| !e.eval(&identity.claims))
-        {
+        if self.claims.as_ref().is_some_and(|e| !e.eval(identity)) {
             return Err(Refusal {
                 code: "forbidden",
                 description: "the caller's claims do not satisfy this route's rule",
@@ -130,6 +134,7 @@ mod tests {
             roles: roles.iter().map(|s| s.to_string()).collect(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             claims,
+            resolved: Default::default(),
         }
     }
 

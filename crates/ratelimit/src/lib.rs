@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use tollgate_auth::claims::ClaimPath;
+use tollgate_auth::claims::{ClaimPath, Claims};
 use tollgate_auth::Identity;
 use tollgate_config::{Rate, RateLimitPolicy, Report};
 use tollgate_policy::expr::Expr;
@@ -218,6 +218,18 @@ impl Policy {
         }))
     }
 
+    /// The claim paths it reads for every request (tiers' `when`, a `claim:` key), into `out`.
+    pub fn claim_paths<'a>(&'a self, out: &mut Vec<&'a ClaimPath>) {
+        if let Key::Claim(path) = &self.key {
+            out.push(path);
+        }
+        for tier in &self.tiers {
+            if let Some(e) = &tier.when {
+                e.claim_paths(out);
+            }
+        }
+    }
+
     /// The tier this caller falls in: the first whose `when` holds (anonymous callers have no
     /// claims, so only a tier without `when` takes them).
     pub fn tier(&self, caller: &Caller<'_>) -> Option<&Tier> {
@@ -225,7 +237,7 @@ impl Policy {
             .iter()
             .find(|t| match (&t.when, caller.identity) {
                 (None, _) => true,
-                (Some(e), Some(id)) => e.eval(&id.claims),
+                (Some(e), Some(id)) => e.eval(id),
                 (Some(_), None) => false,
             })
     }
@@ -255,7 +267,7 @@ impl Policy {
                 .tenant
                 .as_ref()
                 .map_or_else(ip, |t| format!("tenant:{t}")),
-            Key::Claim(path) => match path.lookup(&id.claims) {
+            Key::Claim(path) => match id.claim(path) {
                 Some(serde_json::Value::String(s)) if s.is_empty() => ip(),
                 Some(serde_json::Value::String(s)) => format!("claim:{s}"),
                 Some(v) if !v.is_null() => format!("claim:{v}"),

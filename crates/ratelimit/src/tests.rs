@@ -47,6 +47,7 @@ fn identity(sub: &str, plan: &str) -> Identity {
         roles: vec![],
         scopes: vec![],
         claims,
+        resolved: Default::default(),
     }
 }
 
