@@ -341,3 +341,64 @@ fn a_jwks_over_https_is_trusted_through_tls_ca_file_only() {
     );
     assert_eq!(get(&gw, &token("https://untrusted.test")).status, 503);
 }
+
+#[test]
+fn a_claim_forwarded_after_a_reload_is_sent_for_a_token_cached_before_it() {
+    // Claims a config reads are resolved when a token is verified; a token verified under the
+    // old config, and answered from the cache after the reload, finds the new claim too.
+    let keys = temp_dir();
+    let rs = Idp::oidc(0, "RS256", "rs-1", &keys.join("rs.jwk"));
+    let up = Upstream::start("u");
+    let auth = format!(
+        "auth:\n  providers:\n    - {{ name: kc, issuer: \"{}\", audiences: [https://api.example.test], claims: {{ roles: realm_access.roles }} }}\n",
+        rs.issuer
+    );
+    // What follows `auth`: the part a reload rewrites (Gateway::rewrite_config keeps the rest).
+    let body = |forward: &str| {
+        format!(
+            "upstreams:\n  u: {{ targets: [\"{}\"] }}\nforward_headers:\n  X-User-ID: $subject\n{forward}routes:\n  - {{ name: api, match: {{ path: /api/* }}, upstream: u }}\n",
+            up.addr
+        )
+    };
+    let gw = Gateway::start(&format!("{auth}{}", body("")));
+    wait_ready(&gw);
+    let token = rs.token("svc-admin", "svc-admin-secret");
+    let before = get(&gw, &token);
+    assert_eq!(
+        before.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&before.body)
+    );
+    let h = &before.json()["headers"];
+    assert_eq!(h["x-user-id"], "svc-admin");
+    assert!(h.get("x-plan").is_none(), "not forwarded yet: {h}");
+
+    gw.rewrite_config(&body(
+        "  X-Plan: plan\n  X-Realm-Roles: realm_access.roles\n",
+    ));
+    gw.signal("HUP");
+    wait_until(Duration::from_secs(10), "the reload", || {
+        metric(&gw, r#"tollgate_config_reloads_total{result="ok"}"#) == 1.0
+    });
+    let after = get(&gw, &token);
+    assert_eq!(
+        after.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&after.body)
+    );
+    let h = &after.json()["headers"];
+    assert_eq!(
+        (&h["x-user-id"], &h["x-plan"], &h["x-realm-roles"]),
+        (&json!("svc-admin"), &json!("pro"), &json!("admin,user"))
+    );
+    assert_eq!(
+        (
+            metric(&gw, r#"tollgate_token_cache_total{result="miss"}"#),
+            metric(&gw, r#"tollgate_token_cache_total{result="hit"}"#)
+        ),
+        (1.0, 1.0),
+        "verified once, before the reload; answered from the cache after it"
+    );
+}
