@@ -191,10 +191,15 @@ fn http2_abuse_neither_takes_the_gateway_down_nor_starves_other_clients() {
     // answers GOAWAY ENHANCE_YOUR_CALM ("too_many_resets") long before the 10,000th.
     let r = run(&gw, "rapid_reset");
     assert!(cut_off(&r, "ENHANCE_YOUR_CALM"), "{r}");
-    assert!(
-        r["goaway"]["last_stream"].as_u64().unwrap() < 2 * 10_000,
-        "{r}"
-    );
+    // Cut before the 10,000th stream: by the GOAWAY's last stream, or, when the connection was
+    // reset before the client read a GOAWAY (a loaded machine), by the streams it got to send.
+    match r["goaway"]["last_stream"].as_u64() {
+        Some(last) => assert!(last < 2 * 10_000, "{r}"),
+        None => assert!(
+            r["streams_reset"].as_u64().is_some_and(|n| n < 10_000),
+            "{r}"
+        ),
+    }
     assert_eq!(r["closed"], true, "{r}");
     // The same with resets sent once the gateway has started on the requests (and forwarded
     // them): cut as well, unless the gateway finished every stream before its reset arrived
