@@ -936,9 +936,15 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// without persistence; stopped when dropped.
 pub struct Redis {
     pub port: u16,
+    /// The TLS port, for a server started by [`Redis::start_tls`].
+    pub tls_port: Option<u16>,
     process: Option<Process>,
-    /// Options of the server beyond the test defaults (TLS, users).
+    /// Options of the server beyond the test defaults (users; TLS comes from `tls_port`).
     args: Vec<String>,
+    /// Where the server's certificate files are, for TLS.
+    certs: Option<PathBuf>,
+    /// The server's log: shown when it does not come up.
+    log: PathBuf,
 }
 
 impl Redis {
@@ -964,46 +970,101 @@ impl Redis {
         args
     }
 
-    /// A server with more options, e.g. `--tls-port`; `PING` on the plain port must still
-    /// answer without a password (the readiness check).
+    /// A server with more options (users); `PING` on the plain port must still answer without
+    /// a password (the readiness check).
     pub fn start_with(args: &[&str]) -> Redis {
-        let mut redis = Redis {
-            port: free_port(),
-            process: None,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        redis.restart();
-        redis
+        Redis::first_start(args, None)
     }
 
-    /// Starts the server again on the same port (empty: nothing was persisted).
+    /// A server that also listens for TLS on `tls_port`, with `cert.pem`, `key.pem` and
+    /// `ca.pem` from `certs` (see [`make_certs`]); clients need no certificate.
+    pub fn start_tls(certs: &Path, args: &[&str]) -> Redis {
+        Redis::first_start(args, Some(certs.to_owned()))
+    }
+
+    /// Starts on free ports; a port another test took between the check and the bind is tried
+    /// again with new ones.
+    fn first_start(args: &[&str], certs: Option<PathBuf>) -> Redis {
+        let mut redis = Redis {
+            port: 0,
+            tls_port: None,
+            process: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log: temp_dir().join("redis.log"),
+            certs,
+        };
+        for _ in 0..5 {
+            redis.port = free_port();
+            redis.tls_port = redis.certs.as_ref().map(|_| free_port());
+            match redis.try_restart() {
+                Ok(()) => return redis,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("redis-server did not start:\n{log}"),
+            }
+        }
+        panic!("redis-server found no free port in five tries");
+    }
+
+    /// Starts the server again on the same ports (empty: nothing was persisted).
     pub fn restart(&mut self) {
+        if let Err(log) = self.try_restart() {
+            panic!("redis-server did not start again:\n{log}");
+        }
+    }
+
+    /// Starts the server and waits until it answers `PING`; the error is its log.
+    fn try_restart(&mut self) -> Result<(), String> {
         self.stop();
-        let child = Command::new("redis-server")
+        let log = std::fs::File::create(&self.log).unwrap();
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+        if let (Some(certs), Some(tls_port)) = (&self.certs, self.tls_port) {
+            let file = |f: &str| certs.join(f).to_string_lossy().into_owned();
+            command
+                .args(["--tls-port", &tls_port.to_string()])
+                .args(["--tls-cert-file", &file("cert.pem")])
+                .args(["--tls-key-file", &file("key.pem")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = command
             .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("redis-server runs (scripts/deps.sh installs it)");
-        self.process = Some(Process(child));
+        let mut process = Process(child);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        wait_until(
-            Duration::from_secs(10),
-            "redis-server to answer PING",
-            || {
-                let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                else {
-                    return false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if Redis::pong(addr) {
+                self.process = Some(process);
+                return Ok(());
+            }
+            let exited = matches!(process.0.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let why = if exited {
+                    "exited"
+                } else {
+                    "no PONG after 10s"
                 };
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0u8; 7];
-                s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-            },
-        );
+                return Err(format!("{why}; its log:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server on `addr` answers `PING`.
+    fn pong(addr: SocketAddr) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
     pub fn stop(&mut self) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use tollgate_tests::{
-    free_port, make_certs, temp_dir, validate, wait_until, Gateway, Redis, Response, Upstream,
+    make_certs, temp_dir, validate, wait_until, Gateway, Redis, Response, Upstream,
 };
 
 const SECRET: &str = "redis-rate-limit-secret-0123456789abcdef";
@@ -146,27 +146,9 @@ fn rediss_with_a_private_ca_and_a_user_and_password_from_the_url() {
     let dir = temp_dir();
     make_certs(&dir);
     let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let tls_port = free_port().to_string();
-    let tls = [
-        "--tls-port",
-        &tls_port,
-        "--tls-cert-file",
-        &path("cert.pem"),
-        "--tls-key-file",
-        &path("key.pem"),
-        "--tls-ca-cert-file",
-        &path("ca.pem"),
-        "--tls-auth-clients",
-        "no",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let redis = Redis::start_with(
-        &tls.iter()
-            .chain(&Redis::gateway_user("s3cret-pass"))
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let acl = Redis::gateway_user("s3cret-pass");
+    let redis = Redis::start_tls(&dir, &acl.iter().map(String::as_str).collect::<Vec<_>>());
+    let tls_port = redis.tls_port.unwrap();
     let up = Upstream::start("u");
     let with_tls = |url: &str, on_error: &str, ca: bool| {
         let tls = if ca {
